@@ -1,0 +1,1 @@
+"""The ``robustq`` command line (Typer + Rich)."""

@@ -1,0 +1,24 @@
+"""Entry point: ``robustq <command>``."""
+
+from __future__ import annotations
+
+import typer
+
+from robustq.cli.train_cmd import evaluate_cmd, train_cmd
+from robustq.models import list_models
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="robustq: make neural networks small and provably robust.")
+app.command("train")(train_cmd)
+app.command("evaluate")(evaluate_cmd)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the model architectures."""
+    for name in list_models():
+        typer.echo(name)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,61 @@
+"""One entry point for every data format: ``load_dataset(source, split)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustq.data.cifar import load_cifar10_binary, load_cifar10_python
+from robustq.data.dataset import ImageDataset
+from robustq.data.embedded import EMBEDDED_NAME, load_embedded
+from robustq.data.imagefolder import load_image_folder
+from robustq.data.mnist import is_mnist_dir, load_mnist
+from robustq.utils.errors import RobustqError
+
+FORMATS = ("embedded", "cifar10-python", "cifar10-binary", "mnist-idx", "imagefolder")
+
+
+def detect_format(source: str | Path) -> tuple[str, Path | None]:
+    """Which loader reads ``source``, and the path it should be given."""
+    if str(source) == EMBEDDED_NAME:
+        return "embedded", None
+    path = Path(source)
+    if not path.exists():
+        raise RobustqError(f"{path}: no such file or directory (expected 'embedded', a .zip, "
+                           "or a directory of CIFAR-10, MNIST IDX or ImageFolder data)")
+    if path.is_file():
+        if path.suffix == ".zip":
+            return "imagefolder", path
+        raise RobustqError(f"{path}: expected a .zip ImageFolder archive or a directory")
+    for name, fmt in (("cifar-10-batches-py", "cifar10-python"),
+                      ("cifar-10-batches-bin", "cifar10-binary")):
+        if path.name == name:
+            return fmt, path
+        if (path / name).is_dir():
+            return fmt, path / name
+    if (path / "data_batch_1").is_file() or (path / "test_batch").is_file():
+        return "cifar10-python", path
+    if (path / "data_batch_1.bin").is_file() or (path / "test_batch.bin").is_file():
+        return "cifar10-binary", path
+    if is_mnist_dir(path):
+        return "mnist-idx", path
+    return "imagefolder", path
+
+
+def load_dataset(source: str | Path, split: str, cache_dir: str | Path | None = None
+                 ) -> ImageDataset:
+    """Load split ``train`` or ``test`` of ``source`` as uint8 images with labels and classes.
+
+    ``source`` is ``embedded`` (the packaged MNIST subset), a CIFAR-10 directory in either
+    official layout, a directory of MNIST IDX files (gzipped or not), or an ImageFolder tree
+    (directory or .zip). Bad data raises :class:`RobustqError` naming the file.
+    """
+    fmt, path = detect_format(source)
+    if fmt == "embedded":
+        return load_embedded(split)
+    if fmt == "cifar10-python":
+        return load_cifar10_python(path, split)
+    if fmt == "cifar10-binary":
+        return load_cifar10_binary(path, split)
+    if fmt == "mnist-idx":
+        return load_mnist(path, split)
+    return load_image_folder(path, split, cache_dir=cache_dir)

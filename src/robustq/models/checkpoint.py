@@ -1,0 +1,96 @@
+"""Checkpoints: safetensors weights plus a JSON metadata record (never pickle).
+
+The metadata holds everything needed to rebuild the model and to trust the result:
+architecture, classes, normalization, sigma, epochs, accuracy, seed, git commit, versions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from robustq.models.base import ImageClassifier
+from robustq.models.registry import get_model
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write
+
+META_KEY = "robustq"
+
+
+@dataclass
+class ModelCard:
+    """How to rebuild a model: the registry name and its constructor arguments."""
+
+    arch: str
+    num_classes: int
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = ()
+    input_size: tuple[int, int] = (32, 32)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> ImageClassifier:
+        return get_model(self.arch, self.num_classes, self.in_channels, self.mean, self.std)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d.update(mean=list(self.mean), std=list(self.std), classes=list(self.classes),
+                 input_size=list(self.input_size))
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelCard:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for k in ("mean", "std", "classes", "input_size"):
+            if k in known:
+                known[k] = tuple(known[k])
+        return cls(**known)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write tensors + JSON metadata atomically as one safetensors file."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    text = json.dumps(meta, default=str)
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={META_KEY: text}))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise RobustqError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RobustqError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if raw is None:
+        raise RobustqError(f"{path}: safetensors file has no robustq metadata")
+    return tensors, json.loads(raw)
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Save ``model``'s state dict with its card and any further metadata (accuracy, seed, ...)."""
+    return save_tensors(path, model.state_dict(), {"card": card.to_json(), **(meta or {})})
+
+
+def load_checkpoint(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
+    """Rebuild the model saved at ``path`` (eval mode) and return it with its metadata."""
+    tensors, meta = load_tensors(path)
+    if "card" not in meta:
+        raise RobustqError(f"{path}: checkpoint metadata has no model card")
+    model = ModelCard.from_json(meta["card"]).build()
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise RobustqError(f"{path}: weights do not fit {meta['card']['arch']}: {e}") from None
+    return model.eval(), meta

@@ -1,0 +1,59 @@
+"""What every run records about itself: seed, config, package versions, git commit, machine."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("robustq", "torch", "numpy", "scipy", "safetensors")
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the robustq source tree (with ``-dirty`` if modified), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def provenance(seed: int | None = None, config: Any = None) -> dict[str, Any]:
+    """A JSON-ready record of how a result was produced."""
+    import torch
+
+    return {
+        "seed": seed,
+        "config": config,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
