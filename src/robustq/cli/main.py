@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
 
@@ -11,6 +12,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="robustq: make neural networks small and provably robust.")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("demo")(demo_cmd)
 
 
 @app.command("models")

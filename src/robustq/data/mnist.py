@@ -45,7 +45,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             f"{path}: truncated record: header declares {dims} = {need} bytes of data, "
             f"file has {len(raw) - header}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
 def is_mnist_dir(root: Path) -> bool:

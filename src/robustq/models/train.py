@@ -193,9 +193,9 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
-            reporter.step(float(loss))
+            reporter.step(float(loss.detach()))
         elapsed += time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
                   "lr": opt.param_groups[0]["lr"], "epoch_s": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from robustq.models import get_model, list_models
+from robustq.utils.errors import RobustqError
+
+
+def test_registry_lists_the_zoo_architectures():
+    assert {"resnet20", "resnet56", "resnet110", "resnet18", "mobilenetv2",
+            "small_cnn"} <= set(list_models())
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(RobustqError, match="unknown model 'resnet21'; choose one of: .*resnet20"):
+        get_model("resnet21")
+
+
+@pytest.mark.parametrize("name,c,size", [("resnet20", 3, 32), ("resnet18", 3, 32),
+                                         ("mobilenetv2", 3, 32), ("small_cnn", 1, 28)])
+def test_forward_shapes(name, c, size):
+    model = get_model(name, num_classes=7, in_channels=c).eval()
+    assert model(torch.rand(2, c, size, size)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name,convs", [("resnet20", 19), ("resnet56", 55), ("resnet110", 109)])
+def test_cifar_resnet_depth(name, convs):
+    model = get_model(name)
+    n_conv = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    n_fc = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert (n_conv, n_fc) == (convs, 1)      # 6n+2 weighted layers, option-A shortcuts
+
+
+def test_resnet20_parameter_count_matches_he_et_al():
+    n = sum(p.numel() for p in get_model("resnet20").parameters())
+    assert 0.26e6 < n < 0.28e6               # "0.27M" in He et al. Table 6
+
+
+def test_normalization_is_inside_the_model():
+    model = get_model("small_cnn", in_channels=1, mean=(0.13,), std=(0.31,))
+    x = torch.full((1, 1, 4, 4), 0.13)
+    assert torch.allclose(model.normalize(x), torch.zeros_like(x), atol=1e-6)
+    assert "normalize.mean" in model.state_dict()

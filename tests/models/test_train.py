@@ -1,0 +1,103 @@
+import json
+
+import pytest
+import torch
+
+from robustq.models import ModelCard, load_checkpoint
+from robustq.models.augment import gaussian_noise, random_crop, random_flip
+from robustq.models.train import TrainConfig, TrainReporter, lr_at, train
+from robustq.utils.errors import RobustqError
+
+CFG = dict(arch="small_cnn", epochs=3, batch_size=16, lr=0.05, sigma=0.1, crop_padding=1,
+           flip=True, seed=5, eval_images=32, channels_last=False)
+
+
+def _card(ds):
+    c, h, w = ds.image_shape
+    return ModelCard("small_cnn", 2, c, (0.5,) * c, (0.25,) * c, ds.classes, (h, w))
+
+
+class Kill(TrainReporter):
+    """Simulates the process dying right after epoch ``at`` was checkpointed."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def end_epoch(self, record):
+        if record["epoch"] == self.at:
+            raise KeyboardInterrupt
+
+
+def test_training_learns_and_writes_a_complete_checkpoint(tmp_path, tiny_rgb_dataset):
+    card = _card(tiny_rgb_dataset)
+    meta = train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, TrainConfig(**CFG),
+                 tmp_path)
+    assert meta["accuracy"]["clean_accuracy"] > 0.9
+    model, saved = load_checkpoint(tmp_path / "model.safetensors")
+    for key in ("card", "sigma", "epochs", "accuracy", "train_config", "provenance"):
+        assert key in saved
+    assert saved["provenance"]["seed"] == 5 and "torch" in saved["provenance"]["versions"]
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path, tiny_rgb_dataset):
+    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**CFG)
+    torch.manual_seed(0)
+    full = card.build()
+    train(full, card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path / "a")
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path / "b",
+              reporter=Kill(at=2))
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    torch.manual_seed(123)                      # a fresh process: different initial weights
+    resumed = card.build()
+    train(resumed, card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path / "b", resume=True)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_existing_run_needs_resume_and_same_config(tmp_path, tiny_rgb_dataset):
+    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**{**CFG, "epochs": 1})
+    train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path)
+    with pytest.raises(RobustqError, match="pass --resume"):
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path)
+    with pytest.raises(RobustqError, match="another configuration"):
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset,
+              TrainConfig(**{**CFG, "epochs": 2, "lr": 0.01}), tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(sigma=-0.1), dict(schedule="linear"),
+                                 dict(batch_size=0), dict(lr=0)])
+def test_config_validation(bad):
+    with pytest.raises(RobustqError):
+        TrainConfig(**{**CFG, **bad})
+
+
+def test_config_json_round_trip_refuses_unknown_keys():
+    cfg = TrainConfig(**CFG)
+    assert TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    with pytest.raises(RobustqError, match="unknown training option"):
+        TrainConfig.from_json({**cfg.to_json(), "lrr": 1})
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "onecycle"])
+def test_schedules_decay_to_small_lr(schedule):
+    cfg = TrainConfig(schedule=schedule, lr=0.1)
+    lrs = [lr_at(cfg, s, 100) for s in range(100)]
+    assert max(lrs) <= 0.1 + 1e-12 and lrs[-1] < 0.011 and min(lrs) > 0
+
+
+def test_augmentations_keep_shape_and_content():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, 8, 8)
+    crop = random_crop(x, 2, g)
+    assert crop.shape == x.shape
+    # every crop is a shifted copy: its nonzero part appears in the padded original
+    assert torch.equal(random_crop(x, 0, g), x)
+    flipped = random_flip(x, g)
+    assert all(torch.equal(f, o) or torch.equal(f, o.flip(2)) for f, o in zip(flipped, x,
+                                                                              strict=True))
+    noise = gaussian_noise(torch.zeros(200_000), 0.25, g)
+    assert abs(noise.std().item() - 0.25) < 0.003 and abs(noise.mean().item()) < 0.003
