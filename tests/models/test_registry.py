@@ -40,3 +40,15 @@ def test_normalization_is_inside_the_model():
     x = torch.full((1, 1, 4, 4), 0.13)
     assert torch.allclose(model.normalize(x), torch.zeros_like(x), atol=1e-6)
     assert "normalize.mean" in model.state_dict()
+
+
+def test_resnet20_macs_equal_a_hand_count():
+    from robustq.models.flops import layer_macs
+
+    macs = layer_macs(get_model("resnet20"), (3, 32, 32))
+    conv3x3 = lambda hw, cin, cout: hw * hw * cout * cin * 9  # noqa: E731
+    hand = (conv3x3(32, 3, 16) + 6 * conv3x3(32, 16, 16)
+            + conv3x3(16, 16, 32) + 5 * conv3x3(16, 32, 32)
+            + conv3x3(8, 32, 64) + 5 * conv3x3(8, 64, 64) + 64 * 10)
+    assert len(macs) == 20 and sum(macs.values()) == hand == 40_551_040
+    assert macs["conv1"] == 32 * 32 * 16 * 27 and macs["fc"] == 640
