@@ -57,11 +57,11 @@ def main() -> None:
             x = torch.rand(bs, 3, 32, 32).contiguous(memory_format=fmt)
             y = torch.randint(0, 10, (bs,))
 
-            def infer():
+            def infer(model=model, x=x):
                 with torch.inference_mode():
                     model(x)
 
-            def step():
+            def step(model=model, opt=opt, x=x, y=y):
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
