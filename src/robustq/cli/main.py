@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
@@ -13,6 +14,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("demo")(demo_cmd)
+app.command("certify")(certify_cmd)
 
 
 @app.command("models")

@@ -1,0 +1,275 @@
+"""Certify a data set image by image: streamed per-image results, resumable, with an IRS cache.
+
+Output directory layout (results are data; the summary is computed from the per-image table):
+- ``run.json``: configuration, data set, image list, model, provenance;
+- ``certify.tsv``: one line per image, flushed as it is certified;
+- ``summary.json``: ACR, certified accuracy at radii, smoothed accuracy, abstention, wall time;
+- ``irs_cache.bin`` (with ``cache=True``): f's estimation predictions, ``n`` int16 per image, in
+  the order of ``certify.tsv``; with ``certify.tsv`` and ``run.json`` it is the IRS cache.
+A killed run resumes at the first image without a complete line (and complete cache row).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from robustq.certify.irs import CacheEntry, irs_certify_many
+from robustq.certify.metrics import summarize
+from robustq.certify.smooth import Certificate, Smooth, check_alpha
+from robustq.data.dataset import ImageDataset
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write_json
+from robustq.utils.provenance import provenance
+
+TSV = "certify.tsv"
+CACHE = "irs_cache.bin"
+RUN = "run.json"
+SUMMARY = "summary.json"
+COLUMNS = ["idx", "label", "predict", "radius", "correct", "time", "samples", "p_lower", "count",
+           "seed"]
+IRS_COLUMNS = COLUMNS + ["zeta", "disagreements"]
+
+
+@dataclass(frozen=True)
+class CertifyConfig:
+    """One certification run. sigma in [0, 1] pixel units; images ``skip*k`` for k < ``max``."""
+
+    sigma: float
+    n0: int = 100
+    n: int = 10_000
+    alpha: float = 0.001
+    batch_size: int = 400
+    chunk: int = 100
+    skip: int = 20
+    max_images: int | None = 500
+    seed: int = 0
+    radii: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    # incremental (IRS) settings, used only against a cache
+    n_p: int | None = None
+    alpha_zeta: float = 0.001
+    gamma: float = 0.99
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sigma > 0:
+            raise RobustqError(f"sigma must be > 0 (pixel units), got {self.sigma}")
+        if self.n0 < 1 or self.n < 1:
+            raise RobustqError(f"n0 and n must be >= 1, got n0={self.n0}, n={self.n}")
+        check_alpha(self.alpha)
+        check_alpha(self.alpha_zeta, "alpha_zeta")
+        if self.batch_size < 1:
+            raise RobustqError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.chunk <= self.batch_size:
+            raise RobustqError(f"chunk must lie in [1, batch size], got {self.chunk}")
+        if self.skip < 1:
+            raise RobustqError(f"skip must be >= 1, got {self.skip}")
+        if self.max_images is not None and self.max_images < 1:
+            raise RobustqError(f"max images must be >= 1, got {self.max_images}")
+        if self.n_p is not None and self.n_p < 1:
+            raise RobustqError(f"n_p must be >= 1, got {self.n_p}")
+
+    def indices(self, size: int) -> list[int]:
+        idx = list(range(0, size, self.skip))
+        return idx[: self.max_images] if self.max_images is not None else idx
+
+    def image_seed(self, index: int) -> int:
+        return self.seed * 1_000_003 + index
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["radii"] = list(self.radii)
+        return d
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    complete = [ln for ln in lines if ln.endswith("\n")]
+    return list(csv.DictReader(io.StringIO("".join(complete)), delimiter="\t"))
+
+
+def _prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
+             cache: bool) -> list[dict[str, str]]:
+    """Create or validate ``out`` for a (resumed) run; return the rows already done."""
+    out.mkdir(parents=True, exist_ok=True)
+    run_path = out / RUN
+    if run_path.is_file():
+        import json
+
+        old = json.loads(run_path.read_text())
+        for key in ("config", "data", "model", "cache_source"):
+            if old.get(key) != run_meta.get(key):
+                raise RobustqError(f"{out}: holds a run with another {key}; use a new output "
+                                   "directory or the same options to resume")
+    else:
+        atomic_write_json(run_path, run_meta)
+    rows = _read_rows(out / TSV)
+    if cache:
+        have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0
+        rows = rows[:have]
+        with open(out / CACHE, "ab") as f:
+            f.truncate(len(rows) * row_bytes)
+    with open(out / TSV, "w") as f:            # rewrite without any partial line
+        w = csv.DictWriter(f, columns, delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def _row(idx, label, cert: Certificate, seconds, samples, seed, extra=()) -> list:
+    return [idx, label, cert.prediction, f"{cert.radius:.6f}", int(cert.prediction == label),
+            f"{seconds:.3f}", samples, f"{cert.p_lower:.6f}", cert.count, seed, *extra]
+
+
+def _finish(out: Path, cfg: CertifyConfig, started: float) -> dict[str, Any]:
+    rows = _read_rows(out / TSV)
+    summary = summarize([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
+                        [float(r["radius"]) for r in rows], cfg.radii)
+    summary.update(certify_time_s=round(sum(float(r["time"]) for r in rows), 2),
+                   samples=int(sum(int(r["samples"]) for r in rows)),
+                   wall_time_s=round(time.perf_counter() - started, 2))
+    atomic_write_json(out / SUMMARY, summary)
+    return summary
+
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+
+def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_dir: str | Path,
+                    cache: bool = False, model_info: dict | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """CERTIFY the images ``cfg.indices(len(ds))`` of ``ds``; stream results to ``out_dir``.
+
+    With ``cache``, also write f's estimation predictions so the run can serve as an IRS cache.
+    ``progress(done, total, running_summary)`` is called after every image.
+    """
+    out = Path(out_dir)
+    indices = cfg.indices(len(ds))
+    run_meta = {"kind": "certify", "config": cfg.to_json(), "cache": cache,
+                "data": {"source": ds.source, "split": ds.split, "indices": indices},
+                "model": model_info or {}, "cache_source": None,
+                "provenance": provenance(cfg.seed, cfg.to_json())}
+    rows = _prepare(out, run_meta, COLUMNS, cfg.n * 2, cache)
+    smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
+    model.eval()
+    started, done = time.perf_counter(), len(rows)
+    group = max(1, cfg.batch_size // (cfg.n0 + cfg.n))
+    with open(out / TSV, "a") as tsv, open(out / CACHE, "ab") if cache else io.BytesIO() as cf:
+        for g in range(done, len(indices), group):
+            idx = indices[g:g + group]
+            xs, ys = ds.tensors(np.asarray(idx))
+            seeds = [cfg.image_seed(i) for i in idx]
+            t0 = time.perf_counter()
+            certs, preds = smooth.certify_many(xs, cfg.n0, cfg.n, cfg.alpha, seeds, record=cache)
+            dt = (time.perf_counter() - t0) / len(idx)
+            if cache:
+                cf.write(preds.astype(np.int16).tobytes())
+                cf.flush()
+            for k, (i, y, c) in enumerate(zip(idx, ys.tolist(), certs, strict=True)):
+                rows.append(dict(zip(COLUMNS, map(str, _row(i, y, c, dt, cfg.n0 + cfg.n,
+                                                                 seeds[k])), strict=True)))
+                tsv.write("\t".join(rows[-1][c] for c in COLUMNS) + "\n")
+            tsv.flush()
+            if progress:
+                progress(len(rows), len(indices), _running(rows))
+    return _finish(out, cfg, started)
+
+
+def _running(rows: list[dict[str, str]]) -> dict[str, Any]:
+    return summarize([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
+                     [float(r["radius"]) for r in rows], ())
+
+
+def load_cache(cache_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]], np.ndarray]:
+    """The run metadata, per-image rows and f's predictions ``(images, n)`` of an IRS cache."""
+    import json
+
+    cache_dir = Path(cache_dir)
+    if not (cache_dir / RUN).is_file() or not (cache_dir / CACHE).is_file():
+        raise RobustqError(f"{cache_dir}: not an IRS cache (needs {RUN}, {TSV} and {CACHE}; "
+                           "certify with --cache to make one)")
+    meta = json.loads((cache_dir / RUN).read_text())
+    rows = _read_rows(cache_dir / TSV)
+    n = meta["config"]["n"]
+    preds = np.fromfile(cache_dir / CACHE, dtype=np.int16)
+    complete = min(len(rows), preds.size // n)
+    return meta, rows[:complete], preds[: complete * n].reshape(complete, n)
+
+
+def check_cache_matches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
+                        cache_dir: Path) -> None:
+    cc = meta["config"]
+    problems = []
+    if cc["sigma"] != cfg.sigma:
+        problems.append(f"sigma {cc['sigma']} (asked {cfg.sigma})")
+    if meta["data"]["source"] != ds.source or meta["data"]["split"] != ds.split:
+        problems.append(f"data {meta['data']['source']}:{meta['data']['split']} "
+                        f"(asked {ds.source}:{ds.split})")
+    if meta["data"]["indices"] != cfg.indices(len(ds)):
+        problems.append("another image list (--skip/--max)")
+    if cc["chunk"] != cfg.chunk or cc["seed"] != cfg.seed:
+        problems.append("another noise chunk or seed")
+    if problems:
+        raise RobustqError(f"{cache_dir}: the cache was made with " + "; ".join(problems))
+
+
+def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig,
+                        cache_dir: str | Path, out_dir: str | Path,
+                        model_info: dict | None = None, progress: Progress | None = None
+                        ) -> dict[str, Any]:
+    """IRS-certify an approximate model ``model_p`` against the cache of f's certification."""
+    cache_dir = Path(cache_dir)
+    meta, cached_rows, cached_preds = load_cache(cache_dir)
+    check_cache_matches(meta, ds, cfg, cache_dir)
+    if cfg.n_p is None or cfg.n_p > meta["config"]["n"]:
+        raise RobustqError(f"--n-p must be set and at most the cache's n={meta['config']['n']}")
+    out = Path(out_dir)
+    run_meta = {"kind": "irs", "config": cfg.to_json(), "data": meta["data"],
+                "model": model_info or {}, "cache_source": str(cache_dir.resolve()),
+                "provenance": provenance(cfg.seed, cfg.to_json())}
+    rows = _prepare(out, run_meta, IRS_COLUMNS, 1, False)
+    smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
+    model_p.eval()
+    started = time.perf_counter()
+    if len(cached_rows) < len(meta["data"]["indices"]):
+        raise RobustqError(f"{cache_dir}: the cache is incomplete ({len(cached_rows)} of "
+                           f"{len(meta['data']['indices'])} images); finish certifying f first")
+    with open(out / TSV, "a") as tsv:
+        for k in range(len(rows), len(cached_rows)):
+            r = cached_rows[k]
+            i, y = int(r["idx"]), int(r["label"])
+            if int(r["predict"]) < 0:       # f abstained: nothing to transfer
+                cert, dt = Certificate(-1, 0.0, float(r["p_lower"]), 0, 0), 0.0
+                extra = ("", "")
+                samples = 0
+            else:
+                xs, _ = ds.tensors(np.asarray([i]))
+                entry = CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]),
+                                   cached_preds[k])
+                t0 = time.perf_counter()
+                cert = irs_certify_many(smooth, xs, [entry], cfg.n_p, cfg.alpha, cfg.alpha_zeta,
+                                        cfg.gamma)[0]
+                dt = time.perf_counter() - t0
+                extra = ("" if cert.zeta is None else f"{cert.zeta:.6f}",
+                         "" if cert.disagreements is None else cert.disagreements)
+                samples = cfg.n_p
+            rows.append(dict(zip(IRS_COLUMNS, map(str, _row(i, y, cert, dt, samples,
+                                                                int(r["seed"]), extra)),
+                                 strict=True)))
+            tsv.write("\t".join(rows[-1][c] for c in IRS_COLUMNS) + "\n")
+            tsv.flush()
+            if progress:
+                progress(len(rows), len(cached_rows), _running(rows))
+    return _finish(out, cfg, started)

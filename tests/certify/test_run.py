@@ -1,0 +1,137 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from robustq.certify import Smooth
+from robustq.certify.run import CACHE, TSV, CertifyConfig, certify_dataset, irs_certify_dataset
+from robustq.cli.main import app
+from robustq.models import ModelCard, get_model, save_checkpoint
+from robustq.utils.errors import RobustqError
+from tests.conftest import write_image_folder
+
+CFG = dict(sigma=0.25, n0=10, n=200, alpha=0.01, batch_size=100, chunk=50, skip=3,
+           max_images=7)
+
+
+def model2():
+    torch.manual_seed(0)
+    return get_model("small_cnn", 2, 3).eval()
+
+
+def rows(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "time"}
+                for r in csv.DictReader(f, delimiter="\t")]
+
+
+def test_certify_dataset_streams_rows_and_resumes_identically(tmp_path, tiny_rgb_dataset):
+    cfg = CertifyConfig(**CFG)
+    full = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "a", cache=True)
+    assert full["images"] == 7 and len(rows(tmp_path / "a" / TSV)) == 7
+    assert (tmp_path / "a" / CACHE).stat().st_size == 7 * 200 * 2
+
+    def die(done, total, summary):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "b", cache=True, progress=die)
+    with open(tmp_path / "b" / TSV, "a") as f:
+        f.write("9\t1\t0\t0.1")                      # a line cut off by the kill
+    again = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "b", cache=True)
+    assert rows(tmp_path / "a" / TSV) == rows(tmp_path / "b" / TSV)
+    assert (tmp_path / "a" / CACHE).read_bytes() == (tmp_path / "b" / CACHE).read_bytes()
+    assert {k: v for k, v in again.items() if "time" not in k} == \
+        {k: v for k, v in full.items() if "time" not in k}
+
+
+def test_irs_against_the_same_model_transfers_with_zero_disagreement(tmp_path, tiny_rgb_dataset):
+    cfg = CertifyConfig(**CFG)
+    certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f", cache=True)
+    irs_cfg = CertifyConfig(**CFG, n_p=100, gamma=1.0)
+    irs_certify_dataset(model2(), tiny_rgb_dataset, irs_cfg, tmp_path / "f", tmp_path / "p")
+    for f_row, p_row in zip(rows(tmp_path / "f" / TSV), rows(tmp_path / "p" / TSV), strict=True):
+        if int(f_row["predict"]) >= 0:
+            assert p_row["disagreements"] == "0"
+            assert float(p_row["radius"]) <= float(f_row["radius"])
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(sigma=0.5), "sigma 0.25"), (dict(skip=2), "image list"), (dict(chunk=25), "chunk"),
+])
+def test_cache_mismatch_is_refused(tmp_path, tiny_rgb_dataset, change, message):
+    certify_dataset(model2(), tiny_rgb_dataset, CertifyConfig(**CFG), tmp_path / "f", cache=True)
+    with pytest.raises(RobustqError, match=message):
+        irs_certify_dataset(model2(), tiny_rgb_dataset, CertifyConfig(**{**CFG, **change}, n_p=50),
+                            tmp_path / "f", tmp_path / "p")
+
+
+def test_cache_from_another_dataset_is_refused(tmp_path, tiny_rgb_dataset):
+    certify_dataset(model2(), tiny_rgb_dataset, CertifyConfig(**CFG), tmp_path / "f", cache=True)
+    other = tiny_rgb_dataset.subset(range(30))
+    other = other.__class__(other.images, other.labels, other.classes, "elsewhere", "test")
+    with pytest.raises(RobustqError, match="the cache was made with data tiny"):
+        irs_certify_dataset(model2(), other, CertifyConfig(**CFG, n_p=50), tmp_path / "f",
+                            tmp_path / "p")
+
+
+@pytest.mark.parametrize("bad", [dict(sigma=0), dict(sigma=-1), dict(n0=0), dict(n=0),
+                                 dict(alpha=0), dict(alpha=1), dict(batch_size=0),
+                                 dict(alpha_zeta=1.5)])
+def test_bad_certify_config(bad):
+    with pytest.raises(RobustqError):
+        CertifyConfig(**{**CFG, **bad})
+
+
+def test_model_output_size_must_match_classes():
+    smooth = Smooth(get_model("small_cnn", 3, 3).eval(), num_classes=2, sigma=0.25)
+    with pytest.raises(RobustqError, match="outputs \\(3,\\) scores per image but the data has 2"):
+        smooth.certify(torch.rand(3, 8, 8), 5, 10, 0.1)
+
+
+def test_predict_abstains_when_classes_tie_and_answers_when_clear():
+    from tests.certify.synthetic import ThresholdClassifier
+
+    x = torch.zeros(1, 1, 2)
+    clear = Smooth(ThresholdClassifier(0.9, 0.5), 2, 0.5, batch_size=1000)
+    tie = Smooth(ThresholdClassifier(0.5, 0.5), 2, 0.5, batch_size=1000)
+    assert clear.predict(x, 1000, 0.001) == 0
+    assert sum(tie.predict(x, 1000, 0.001, seed=s) == -1 for s in range(20)) >= 18
+
+
+def test_cli_certify_and_incremental(tmp_path):
+    write_image_folder(tmp_path / "data", per_class=6)
+    card = ModelCard("small_cnn", 2, 3, (0.5,) * 3, (0.25,) * 3, ("cat", "dog"), (32, 32))
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.safetensors", card.build(), card, {"sigma": 0.25})
+    run = CliRunner().invoke
+    common = ["--data", str(tmp_path / "data"), "--n0", "10", "--n", "100", "--skip", "2",
+              "--batch", "100", "--chunk", "50"]
+    res = run(app, ["certify", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "c"),
+                    "--cache", *common])
+    assert res.exit_code == 0, res.output
+    assert len(rows(tmp_path / "c" / TSV)) == 6
+    res = run(app, ["certify", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "i"),
+                    "--incremental", str(tmp_path / "c"), "--approx", "prune:0.3", "--n-p", "50",
+                    *common])
+    assert res.exit_code == 0, res.output
+    for bad, msg in ((["--sigma", "0"], "sigma must be > 0"), (["--alpha", "1.5"], "alpha must"),
+                     (["--batch", "0"], "batch size"), (["--n0", "0"], "n0 and n"),
+                     (["--sigma", "0.5", "--incremental", str(tmp_path / "c"), "--n-p", "5"],
+                      "cache was made with sigma")):
+        res = run(app, ["certify", str(tmp_path / "m.safetensors"), "--out",
+                        str(tmp_path / "x"), *common, *bad])
+        assert res.exit_code == 2 and msg in res.output, (bad, res.output)
+
+
+def test_metrics_on_hand_made_results():
+    from robustq.certify import summarize
+
+    s = summarize([0, 1, -1, 2], [0, 1, 1, 1], [0.3, 0.8, 0.0, 0.9], at=(0.0, 0.5))
+    assert s["acr"] == pytest.approx((0.3 + 0.8) / 4)
+    assert s["certified_accuracy"] == {"0.0": 0.5, "0.5": 0.25}
+    assert s["abstention_rate"] == 0.25 and s["smoothed_accuracy"] == 0.5
+    assert np.isclose(s["acr"], 0.275)
