@@ -52,3 +52,22 @@ def test_resnet20_macs_equal_a_hand_count():
             + conv3x3(8, 32, 64) + 5 * conv3x3(8, 64, 64) + 64 * 10)
     assert len(macs) == 20 and sum(macs.values()) == hand == 40_551_040
     assert macs["conv1"] == 32 * 32 * 16 * 27 and macs["fc"] == 640
+
+
+@pytest.mark.parametrize("name,c,size", [("resnet20", 3, 32), ("small_cnn", 1, 28)])
+def test_frozen_model_computes_the_same_function(name, c, size):
+    from robustq.models.compile import freeze_for_inference
+
+    torch.manual_seed(0)
+    model = get_model(name, in_channels=c)
+    model.train()
+    model(torch.rand(16, c, size, size))           # non-trivial BatchNorm statistics
+    model.eval()
+    x = torch.rand(8, c, size, size)
+    with torch.no_grad():
+        expected = model(x)
+    frozen = freeze_for_inference(model, (8, c, size, size))
+    assert isinstance(frozen, torch.jit.ScriptModule)
+    with torch.inference_mode():
+        assert torch.allclose(frozen(x.contiguous(memory_format=torch.channels_last)), expected,
+                              atol=1e-4, rtol=1e-4)

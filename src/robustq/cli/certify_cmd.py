@@ -15,6 +15,7 @@ from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models import load_checkpoint
 from robustq.models.approx import approximate
+from robustq.models.compile import freeze_for_inference
 from robustq.utils.errors import RobustqError
 
 
@@ -47,6 +48,8 @@ def certify_cmd(
     n_p: Annotated[int | None, typer.Option("--n-p", help="IRS samples per image")] = None,
     alpha_zeta: float = 0.001,
     gamma: float = 0.99,
+    jit: Annotated[bool, typer.Option("--jit/--no-jit", help="freeze the model with "
+                                      "TorchScript for faster sampling")] = True,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
@@ -62,6 +65,8 @@ def certify_cmd(
     check_model_fits(model, ds, checkpoint)
     if approx is not None:
         model = approximate(model, approx)
+    if jit:
+        model = freeze_for_inference(model, (batch, *ds.image_shape))
     info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"]}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),

@@ -88,8 +88,27 @@ def load_checkpoint(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
     if "card" not in meta:
         raise RobustqError(f"{path}: checkpoint metadata has no model card")
     model = ModelCard.from_json(meta["card"]).build()
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise RobustqError(f"{path}: weights do not fit {meta['card']['arch']}: {e}") from None
+    if "history" in meta and any(k.startswith("model.") for k in tensors):
+        # a training state (weights + optimizer): its weights are the model's so far
+        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        meta = {**meta, "sigma": meta["config"]["sigma"], "partial_training": True}
+    missing, unexpected = load_weights(model, tensors)
+    if missing or unexpected:
+        raise RobustqError(f"{path}: weights do not fit {meta['card']['arch']}: "
+                           f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} "
+                           f"unexpected (e.g. {unexpected[:2]})")
     return model.eval(), meta
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor]
+                 ) -> tuple[list[str], list[str]]:
+    """Copy matching tensors into ``model``; return (missing, unexpected) key lists."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    if not missing and not unexpected:
+        bad = [k for k in own if own[k].shape != tensors[k].shape]
+        if bad:
+            return bad, []
+        model.load_state_dict(tensors)
+    return missing, unexpected
