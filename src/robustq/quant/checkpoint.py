@@ -1,0 +1,36 @@
+"""Quantized checkpoints: weights, learned quantizer parameters, the policy and the method, in
+one safetensors file; ``load_model`` reads FP and quantized checkpoints alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from robustq.models.checkpoint import ModelCard, load_checkpoint, load_tensors, load_weights, \
+    save_checkpoint
+from robustq.quant.policy import Policy
+from robustq.quant.quantize import get_policy, quantize
+from robustq.utils.errors import RobustqError
+
+
+def save_quantized(path: str | Path, qmodel: nn.Module, card: ModelCard,
+                   meta: dict[str, Any] | None = None) -> Path:
+    quant = {"method": qmodel.quant_method, "policy": get_policy(qmodel).to_json()}
+    return save_checkpoint(path, qmodel, card, {**(meta or {}), "quant": quant})
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a robustq checkpoint, FP or quantized, in eval mode, with its metadata."""
+    tensors, meta = load_tensors(path)
+    if "quant" not in meta:
+        return load_checkpoint(path)
+    card = ModelCard.from_json(meta["card"])
+    policy = Policy.from_json(meta["quant"]["policy"])
+    qmodel = quantize(card.build(), policy, meta["quant"]["method"])
+    missing, unexpected = load_weights(qmodel, tensors)
+    if missing or unexpected:
+        raise RobustqError(f"{path}: quantized weights do not fit {card.arch}: {len(missing)} "
+                           f"missing, {len(unexpected)} unexpected")
+    return qmodel.eval(), meta

@@ -1,0 +1,252 @@
+"""Fake quantizers with straight-through gradients, one interface for every method.
+
+A quantizer is an ``nn.Module`` with a mutable ``bits`` attribute: ``q(x)`` returns x rounded to
+at most 2^bits levels (32 bits = identity), differentiable through a straight-through estimator
+(STE) for ``round``. Weight quantizers are signed; activation quantizers find on their first
+calibration batch whether their input is signed (e.g. a linear bottleneck) or not (after ReLU).
+
+Methods (spec 02-quantization.md): ``minmax`` (calibrated ranges), ``dorefa`` (Zhou et al. 2016),
+``pact`` (Choi et al. 2018, learnable clip alpha), ``lsq`` (Esser et al. 2020, learnable step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from robustq.utils.errors import RobustqError
+
+FP_BITS = 32
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round(x) forward, identity backward."""
+    return x + (torch.round(x) - x).detach()
+
+
+class Quantizer(nn.Module):
+    """Base class: ``bits`` in [2, 8] or 32 (FP); ``calibrating`` collects ranges."""
+
+    def __init__(self, bits: int = FP_BITS) -> None:
+        super().__init__()
+        self.bits = bits
+        self.calibrating = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            self.observe(x.detach())
+        if self.bits >= FP_BITS:
+            return x
+        return self.quantize(x)
+
+    def observe(self, x: torch.Tensor) -> None:
+        """Record statistics of a calibration batch (default: nothing to learn)."""
+
+    def bits_changed(self) -> None:
+        """Called when ``bits`` is changed in place (default: nothing to redo)."""
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
+
+
+class ActivationRange(Quantizer):
+    """Shared by activation quantizers: whether the input is signed, and its observed range."""
+
+    def __init__(self, bits: int = FP_BITS) -> None:
+        super().__init__(bits)
+        self.register_buffer("signed", torch.tensor(False))
+        self.register_buffer("observed_max", torch.tensor(0.0))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def observe(self, x: torch.Tensor) -> None:
+        self.signed |= bool((x < 0).any())
+        self.observed_max.copy_(torch.maximum(self.observed_max, x.abs().max()))
+        self.initialized.fill_(True)
+
+
+# ------------------------------------------------------------------------------- min-max
+class MinMaxWeight(Quantizer):
+    """Symmetric uniform: scale = max|w| / (2^(b-1) - 1), per tensor or per output channel."""
+
+    def __init__(self, bits: int = FP_BITS, per_channel: bool = False) -> None:
+        super().__init__(bits)
+        self.per_channel = per_channel
+
+    def quantize(self, w: torch.Tensor) -> torch.Tensor:
+        q_max = 2 ** (self.bits - 1) - 1
+        if self.per_channel:
+            m = w.detach().abs().flatten(1).amax(1).view(-1, *([1] * (w.ndim - 1)))
+        else:
+            m = w.detach().abs().max()
+        scale = torch.clamp(m, min=1e-12) / q_max
+        return torch.clamp(round_ste(w / scale), -q_max, q_max) * scale
+
+
+class MinMaxActivation(ActivationRange):
+    """Uniform over [0, max] (or [-max, max] if signed), max from calibration batches."""
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        if not bool(self.initialized):
+            raise RobustqError("min-max activation quantizer used before calibration")
+        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+        lo = -levels if self.signed else 0
+        scale = torch.clamp(self.observed_max, min=1e-12) / levels
+        return torch.clamp(round_ste(x / scale), lo, levels) * scale
+
+
+# -------------------------------------------------------------------------------- DoReFa
+def quantize_k(r: torch.Tensor, k: int) -> torch.Tensor:
+    """DoReFa's q_k: round((2^k - 1) r) / (2^k - 1) for r in [0, 1], STE."""
+    n = 2**k - 1
+    return round_ste(r * n) / n
+
+
+class DoReFaWeight(Quantizer):
+    """w_q = 2 q_k(tanh(w) / (2 max|tanh(w)|) + 1/2) - 1, values in [-1, 1].
+
+    With ``keep_scale`` (default) the result is multiplied by the constant (detached) max|w|:
+    the same 2^k levels, but a pretrained layer keeps its magnitude, so fine-tuning starts from
+    the FP model's function instead of one whose layers are all rescaled (which, with BatchNorm
+    in eval mode, compounds layer after layer). ``keep_scale=False`` is the paper's formula.
+    """
+
+    def __init__(self, bits: int = FP_BITS, keep_scale: bool = True) -> None:
+        super().__init__(bits)
+        self.keep_scale = keep_scale
+
+    def quantize(self, w: torch.Tensor) -> torch.Tensor:
+        t = torch.tanh(w)
+        wq = 2 * quantize_k(t / (2 * t.abs().max().clamp(min=1e-12)) + 0.5, self.bits) - 1
+        return wq * w.detach().abs().max() if self.keep_scale else wq
+
+
+class DoReFaActivation(ActivationRange):
+    """q_k(clip(a, 0, 1)); a signed input is mapped symmetrically: 2 q_k((clip(a,-1,1)+1)/2) - 1."""
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(self.signed):
+            return 2 * quantize_k((torch.clamp(x, -1, 1) + 1) / 2, self.bits) - 1
+        return quantize_k(torch.clamp(x, 0, 1), self.bits)
+
+
+# ---------------------------------------------------------------------------------- PACT
+class _PACTFunction(torch.autograd.Function):
+    """y_q = round(clip(x, 0, a) (2^b-1)/a) a/(2^b-1); dy/dx = 1 on [0, a), dy/da = 1 where x >= a."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, levels, signed):
+        lo = -alpha if signed else torch.zeros_like(alpha)
+        y = torch.minimum(torch.maximum(x, lo), alpha)
+        scale = alpha / levels
+        ctx.save_for_backward(x, alpha)
+        ctx.signed = signed
+        return torch.round(y / scale) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, alpha = ctx.saved_tensors
+        upper = x >= alpha
+        if ctx.signed:
+            lower = x <= -alpha
+            inside = ~(upper | lower)
+            g_alpha = (grad * upper).sum() - (grad * lower).sum()
+        else:
+            inside = (x >= 0) & ~upper
+            g_alpha = (grad * upper).sum()
+        return grad * inside, g_alpha.reshape(alpha.shape), None, None
+
+
+class PACTActivation(ActivationRange):
+    """Learnable clipping level alpha per layer (initialized from calibration: max observed)."""
+
+    def __init__(self, bits: int = FP_BITS, init_alpha: float = 6.0) -> None:
+        super().__init__(bits)
+        self.alpha = nn.Parameter(torch.tensor(float(init_alpha)))
+
+    def observe(self, x: torch.Tensor) -> None:
+        super().observe(x)
+        with torch.no_grad():
+            self.alpha.copy_(self.observed_max.clamp(min=1e-3))
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+        return _PACTFunction.apply(x, self.alpha, levels, bool(self.signed))
+
+
+def pact_penalty(model: nn.Module, lam: float) -> torch.Tensor:
+    """PACT's L2 regularizer lambda * sum(alpha^2) over the model's PACT quantizers."""
+    alphas = [m.alpha for m in model.modules() if isinstance(m, PACTActivation)]
+    return lam * sum((a**2 for a in alphas), torch.tensor(0.0))
+
+
+# ----------------------------------------------------------------------------------- LSQ
+def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
+    """x forward, gradient multiplied by g backward."""
+    return (x - x * g).detach() + x * g
+
+
+class LSQQuantizer(Quantizer):
+    """v_q = round(clip(v/s, -Q_N, Q_P)) s with learnable step s, gradient scaled by
+    1/sqrt(N Q_P); s initialized to 2 mean|v| / sqrt(Q_P) on the first batch seen."""
+
+    def __init__(self, bits: int = FP_BITS, signed: bool | None = None) -> None:
+        super().__init__(bits)
+        self.step = nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("signed", torch.tensor(bool(signed)))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.fixed_sign = signed is not None
+
+    def bits_changed(self) -> None:
+        self.initialized.fill_(False)     # the step of b bits is no step for b' bits
+
+    def q_range(self) -> tuple[int, int]:
+        if bool(self.signed):
+            return 2 ** (self.bits - 1), 2 ** (self.bits - 1) - 1
+        return 0, 2**self.bits - 1
+
+    def observe(self, x: torch.Tensor) -> None:
+        if not self.fixed_sign:
+            self.signed |= bool((x < 0).any())
+        self.init_step(x)
+
+    def init_step(self, x: torch.Tensor) -> None:
+        _, q_p = self.q_range()
+        with torch.no_grad():
+            self.step.copy_((2 * x.detach().abs().mean() / math.sqrt(q_p)).clamp(min=1e-8))
+        self.initialized.fill_(True)
+
+    def quantize(self, v: torch.Tensor) -> torch.Tensor:
+        if not bool(self.initialized):
+            self.observe(v.detach())
+        q_n, q_p = self.q_range()
+        s = grad_scale(self.step, 1.0 / math.sqrt(v.numel() * q_p))
+        return round_ste(torch.clamp(v / s, -q_n, q_p)) * s
+
+
+# ------------------------------------------------------------------------------ registry
+# method -> (weight quantizer factory, activation quantizer factory)
+_METHODS: dict[str, tuple[Callable[[], Quantizer], Callable[[], Quantizer]]] = {
+    "minmax": (MinMaxWeight, MinMaxActivation),
+    "dorefa": (DoReFaWeight, DoReFaActivation),
+    "pact": (DoReFaWeight, PACTActivation),
+    "lsq": (lambda: LSQQuantizer(signed=True), LSQQuantizer),
+}
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_quantizers(method: str) -> tuple[Quantizer, Quantizer]:
+    """A fresh (weight, activation) quantizer pair for ``method``."""
+    if method not in _METHODS:
+        raise RobustqError(f"unknown quantization method {method!r}; choose one of: "
+                           f"{', '.join(list_methods())}")
+    w, a = _METHODS[method]
+    return w(), a()

@@ -1,0 +1,127 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robustq.quant.quantizers import (DoReFaActivation, DoReFaWeight, LSQQuantizer,
+                                      MinMaxActivation, MinMaxWeight, PACTActivation,
+                                      get_quantizers, list_methods)
+from robustq.utils.errors import RobustqError
+
+
+def make(kind: str, bits: int, calib: torch.Tensor):
+    q = {"minmax_w": lambda: MinMaxWeight(bits), "minmax_w_pc": lambda: MinMaxWeight(bits, True),
+         "minmax_a": lambda: MinMaxActivation(bits), "dorefa_w": lambda: DoReFaWeight(bits),
+         "dorefa_a": lambda: DoReFaActivation(bits), "pact": lambda: PACTActivation(bits),
+         "lsq_w": lambda: LSQQuantizer(bits, signed=True), "lsq_a": lambda: LSQQuantizer(bits)}[kind]()
+    q.calibrating = True
+    q(calib)
+    q.calibrating = False
+    return q
+
+
+KINDS = ["minmax_w", "minmax_w_pc", "minmax_a", "dorefa_w", "dorefa_a", "pact", "lsq_w", "lsq_a"]
+tensors = st.integers(0, 2**31 - 1).map(
+    lambda s: torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(s)) * 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=tensors, bits=st.integers(2, 8), kind=st.sampled_from(KINDS))
+def test_at_most_2_to_the_b_levels(x, bits, kind):
+    q = make(kind, bits, x)
+    out = q(x)
+    per_tensor = [out[i] for i in range(len(out))] if kind == "minmax_w_pc" else [out]
+    for o in per_tensor:
+        assert len(torch.unique(o)) <= 2**bits
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=tensors, bits=st.integers(2, 8),
+       kind=st.sampled_from([k for k in KINDS if k != "dorefa_w"]))
+def test_idempotent(x, bits, kind):
+    q = make(kind, bits, x)
+    once = q(x)
+    assert torch.allclose(q(once), once, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=tensors, bits=st.integers(2, 8))
+def test_dorefa_weights_lie_on_their_grid(x, bits):
+    """DoReFa's weight map passes through tanh, so it is not a projection (not idempotent) by
+    design; what it guarantees is output on the 2^k-point grid 2i/(2^k-1) - 1 (times max|w|)."""
+    q = DoReFaWeight(bits, keep_scale=False)
+    grid = (q(x) + 1) / 2 * (2**bits - 1)
+    assert torch.allclose(grid, grid.round(), atol=1e-4) and q(x).abs().max() <= 1 + 1e-6
+
+
+def test_minmax_hand_worked():
+    w = torch.tensor([-1.0, -0.26, 0.0, 0.2, 0.5])
+    # 3 bits: q_max = 3, scale = 1/3 -> levels -1, -2/3, ..., 1
+    expected = torch.tensor([-1.0, -1 / 3, 0.0, 1 / 3, 2 / 3])
+    assert torch.allclose(MinMaxWeight(3)(w), expected)
+    a = make("minmax_a", 2, torch.tensor([0.0, 3.0]))          # range [0, 3], 3 steps of 1
+    assert torch.equal(a(torch.tensor([0.4, 0.6, 2.6, 7.0])), torch.tensor([0.0, 1.0, 3.0, 3.0]))
+
+
+def test_dorefa_hand_worked():
+    w = torch.tensor([-2.0, 0.0, 0.3, 2.0])
+    t = torch.tanh(w)
+    r = t / (2 * t.abs().max()) + 0.5                 # [0, 0.5, 0.5 + tanh(.3)/(2 tanh 2), 1]
+    k = 2                                               # q_2 rounds r*3
+    expected = 2 * torch.round(r * 3) / 3 - 1          # [-1, 1/3 (0.5*3=1.5 -> 2), ..., 1]
+    assert torch.allclose(DoReFaWeight(k, keep_scale=False)(w), expected)
+    assert torch.allclose(DoReFaWeight(k)(w), expected * 2.0)       # times max|w|
+    a = DoReFaActivation(2)
+    assert torch.allclose(a(torch.tensor([-0.5, 0.2, 0.5, 0.9, 3.0])),
+                          torch.tensor([0.0, 1 / 3, 2 / 3, 1.0, 1.0]))
+
+
+def test_pact_forward_and_gradients_match_the_paper():
+    q = PACTActivation(2, init_alpha=3.0)
+    x = torch.tensor([-1.0, 0.4, 1.6, 2.9, 3.0, 5.0], requires_grad=True)
+    y = q(x)                                            # levels 0, 1, 2, 3 (alpha / 3 = 1)
+    assert torch.equal(y.detach(), torch.tensor([0.0, 0.0, 2.0, 3.0, 3.0, 3.0]))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0, 0.0]))   # 0 <= x < alpha
+    assert q.alpha.grad.item() == 2.0                   # d y_q / d alpha = 1 where x >= alpha
+
+
+def test_lsq_forward_and_step_gradient_match_the_paper():
+    q = LSQQuantizer(3)                                 # unsigned: Q_N = 0, Q_P = 7
+    q.initialized.fill_(True)
+    with torch.no_grad():
+        q.step.fill_(0.5)
+    v = torch.tensor([-0.3, 0.26, 1.1, 3.3, 9.0], requires_grad=True)
+    out = q(v)
+    assert torch.allclose(out.detach(), torch.tensor([0.0, 0.5, 1.0, 3.5, 3.5]))
+    out.sum().backward()
+    vs = v.detach() / 0.5
+    inside = torch.tensor([False, True, True, True, False])
+    per_elem = torch.where(inside, -vs + torch.round(vs), torch.where(vs < 0, 0.0, 7.0))
+    g = 1 / math.sqrt(5 * 7)
+    assert q.step.grad.item() == pytest.approx(per_elem.sum().item() * g, rel=1e-5)
+    assert torch.equal(v.grad, inside.float())          # STE inside the range, 0 outside
+
+
+def test_lsq_initial_step():
+    x = torch.randn(1000)
+    q = make("lsq_w", 4, x)                             # signed 4 bits: Q_P = 7
+    assert q.step.item() == pytest.approx(2 * x.abs().mean().item() / math.sqrt(7), rel=1e-5)
+
+
+def test_ste_gradient_is_identity_inside_range():
+    w = torch.randn(50, requires_grad=True)
+    MinMaxWeight(4)(w).sum().backward()
+    assert torch.equal(w.grad, torch.ones(50))
+
+
+def test_fp_bits_is_identity_and_registry():
+    x = torch.randn(10)
+    for m in list_methods():
+        wq, aq = get_quantizers(m)
+        assert torch.equal(wq(x), x) and torch.equal(aq(x), x)
+    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq"}
+    with pytest.raises(RobustqError, match="unknown quantization method 'xnor'; choose one of"):
+        get_quantizers("xnor")
