@@ -13,9 +13,9 @@ from robustq.certify.run import CertifyConfig, certify_dataset, irs_certify_data
 from robustq.cli.common import console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
-from robustq.models import load_checkpoint
 from robustq.models.approx import approximate
 from robustq.models.compile import freeze_for_inference
+from robustq.quant.checkpoint import load_model
 from robustq.utils.errors import RobustqError
 
 
@@ -54,7 +54,7 @@ def certify_cmd(
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
     set_threads(threads)
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_model(checkpoint)
     sigma = meta.get("sigma") if sigma is None else sigma
     if sigma is None:
         raise RobustqError(f"{checkpoint}: no sigma recorded; pass --sigma")

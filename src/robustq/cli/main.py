@@ -6,6 +6,7 @@ import typer
 
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
+from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
 from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
 
@@ -15,6 +16,8 @@ app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("demo")(demo_cmd)
 app.command("certify")(certify_cmd)
+app.command("quantize")(quantize_cmd)
+app.command("cost")(cost_cmd)
 
 
 @app.command("models")

@@ -12,9 +12,10 @@ import typer
 from robustq.cli.common import console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
-from robustq.models import ModelCard, get_model, load_checkpoint
+from robustq.models import ModelCard, get_model
 from robustq.models.evaluate import evaluate as evaluate_model
 from robustq.models.train import TrainConfig, train
+from robustq.quant.checkpoint import load_model
 from robustq.utils import atomic_write_json, provenance, seed_everything
 from robustq.utils.errors import RobustqError
 
@@ -88,7 +89,7 @@ def evaluate_cmd(
     set_threads(threads)
     if batch_size < 1:
         raise RobustqError(f"--batch-size must be >= 1, got {batch_size}")
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_model(checkpoint)
     ds = load_dataset(data, split)
     if ds.num_classes != model.num_classes:
         raise RobustqError(f"{ds.source}: {ds.num_classes} classes but {checkpoint} has "

@@ -130,14 +130,16 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dic
 def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
           test_ds: ImageDataset, cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
           reporter: TrainReporter | None = None,
-          extra_loss: Callable[[nn.Module], torch.Tensor] | None = None) -> dict[str, Any]:
+          extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+          save: Callable[..., Path] = save_checkpoint) -> dict[str, Any]:
     """Train ``model`` in place, checkpointing to ``out_dir`` every epoch.
 
     Writes ``train_state.safetensors`` (weights + momentum, to resume), ``log.jsonl`` (one line
     per epoch) and, at the end, ``model.safetensors`` with metadata: card, config, sigma,
     accuracies on the full test split (clean and under sigma noise), seed, commit, versions.
-    ``extra_loss(model)`` is added to the cross-entropy (e.g. a Lipschitz regularizer).
-    Returns the final metadata.
+    ``extra_loss(model)`` is added to the cross-entropy (e.g. a Lipschitz regularizer);
+    ``save(path, model, card, meta)`` writes the final checkpoint (quantized models bring their
+    own). Returns the final metadata.
     """
     reporter = reporter or TrainReporter()
     out = Path(out_dir)
@@ -223,7 +225,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
         "provenance": provenance(cfg.seed, cfg.to_json()),
     }
     model.to(memory_format=torch.contiguous_format)
-    save_checkpoint(out / FINAL_FILE, model, card, meta)
+    save(out / FINAL_FILE, model, card, meta)
     return meta
 
 

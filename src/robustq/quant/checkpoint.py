@@ -8,8 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from robustq.models.checkpoint import ModelCard, load_checkpoint, load_tensors, load_weights, \
-    save_checkpoint
+from robustq.models.checkpoint import ModelCard, load_checkpoint, load_tensors, load_weights, save_checkpoint
 from robustq.quant.policy import Policy
 from robustq.quant.quantize import get_policy, quantize
 from robustq.utils.errors import RobustqError

@@ -65,7 +65,8 @@ def model_cost(model: nn.Module, policy: Policy, input_shape: tuple[int, int, in
         layers.append(LayerCost(name, macs[name], b.w, b.a, macs[name] * b.w * b.a, n_w,
                                 n_w * b.w))
     weight_ids = {id(m.weight) for m in quantizable_layers(model).values()}
-    fp32 = sum(p.numel() for p in model.parameters() if id(p) not in weight_ids)
+    fp32 = sum(p.numel() for n, p in model.named_parameters()
+               if id(p) not in weight_ids and "quantizer." not in n)
     total_macs = sum(c.macs for c in layers)
     return ModelCost(tuple(layers), total_macs, sum(c.bitops for c in layers),
                      total_macs * FP * FP, sum(c.weight_bits for c in layers), fp32)
