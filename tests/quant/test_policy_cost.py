@@ -3,10 +3,9 @@ import json
 import pytest
 import torch
 
-from robustq.models import get_model
+from robustq.models import ModelCard, get_model
 from robustq.quant import LayerBits, Policy, model_cost, quantize, uniform_policy
 from robustq.quant.checkpoint import load_model, save_quantized
-from robustq.models import ModelCard
 from robustq.utils.errors import RobustqError
 
 MACS_R20 = 40_551_040

@@ -5,9 +5,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robustq.quant.quantizers import (DoReFaActivation, DoReFaWeight, LSQQuantizer,
-                                      MinMaxActivation, MinMaxWeight, PACTActivation,
-                                      get_quantizers, list_methods)
+from robustq.quant.quantizers import (
+    DoReFaActivation,
+    DoReFaWeight,
+    LSQQuantizer,
+    MinMaxActivation,
+    MinMaxWeight,
+    PACTActivation,
+    get_quantizers,
+    list_methods,
+)
 from robustq.utils.errors import RobustqError
 
 
