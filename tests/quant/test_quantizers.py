@@ -80,9 +80,11 @@ def test_dorefa_hand_worked():
     expected = 2 * torch.round(r * 3) / 3 - 1          # [-1, 1/3 (0.5*3=1.5 -> 2), ..., 1]
     assert torch.allclose(DoReFaWeight(k, keep_scale=False)(w), expected)
     assert torch.allclose(DoReFaWeight(k)(w), expected * 2.0)       # times max|w|
-    a = DoReFaActivation(2)
+    a = DoReFaActivation(2)                                 # uncalibrated: the paper's r = 1
     assert torch.allclose(a(torch.tensor([-0.5, 0.2, 0.5, 0.9, 3.0])),
                           torch.tensor([0.0, 1 / 3, 2 / 3, 1.0, 1.0]))
+    a = make("dorefa_a", 2, torch.tensor([0.0, 6.0]))       # calibrated range r = 6
+    assert torch.allclose(a(torch.tensor([1.2, 2.9, 6.5])), torch.tensor([2.0, 2.0, 6.0]))
 
 
 def test_pact_forward_and_gradients_match_the_paper():

@@ -127,12 +127,26 @@ class DoReFaWeight(Quantizer):
 
 
 class DoReFaActivation(ActivationRange):
-    """q_k(clip(a, 0, 1)); a signed input is mapped symmetrically: 2 q_k((clip(a,-1,1)+1)/2) - 1."""
+    """q_k(clip(a, 0, 1)) (signed input: 2 q_k((clip(a, -1, 1) + 1) / 2) - 1).
+
+    The paper trains from scratch, so its activations learn to live in [0, 1]. A pretrained FP
+    model's do not (ReLU outputs reach 3-10), and clipping them at 1 costs 10+ points before any
+    fine-tuning. With ``calibrated_range`` (default) a constant range r from calibration (the
+    largest value observed) rescales first: r q_k(clip(a / r, 0, 1)); without calibration, or
+    with ``calibrated_range=False``, r = 1: the paper's formula.
+    """
+
+    def __init__(self, bits: int = FP_BITS, calibrated_range: bool = True) -> None:
+        super().__init__(bits)
+        self.calibrated_range = calibrated_range
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        r = (self.observed_max.clamp(min=1e-6) if self.calibrated_range and bool(self.initialized)
+             else torch.ones(()))
+        x = x / r
         if bool(self.signed):
-            return 2 * quantize_k((torch.clamp(x, -1, 1) + 1) / 2, self.bits) - 1
-        return quantize_k(torch.clamp(x, 0, 1), self.bits)
+            return r * (2 * quantize_k((torch.clamp(x, -1, 1) + 1) / 2, self.bits) - 1)
+        return r * quantize_k(torch.clamp(x, 0, 1), self.bits)
 
 
 # ---------------------------------------------------------------------------------- PACT
