@@ -8,23 +8,7 @@ from torch import nn
 
 from robustq.models.base import ImageClassifier
 from robustq.models.registry import register_model
-
-
-class Block(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                          nn.BatchNorm2d(planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+from robustq.models.resnet_cifar import BasicBlock
 
 
 class ResNet18(ImageClassifier):
@@ -34,7 +18,8 @@ class ResNet18(ImageClassifier):
         self.bn1 = nn.BatchNorm2d(64)
         in_planes, stages = 64, []
         for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            stages.append(nn.Sequential(Block(in_planes, planes, stride), Block(planes, planes, 1)))
+            stages.append(nn.Sequential(BasicBlock(in_planes, planes, stride, shortcut="B"),
+                                        BasicBlock(planes, planes, 1)))
             in_planes = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(512, num_classes)

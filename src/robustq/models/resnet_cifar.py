@@ -23,14 +23,19 @@ class PadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+    """Two 3x3 convs with BN and a residual connection. Where the shape changes, the shortcut
+    is option A (zero-padded, parameter-free; CIFAR ResNets) or B (1x1 conv + BN; ResNet-18)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = (PadShortcut(planes) if stride != 1 or in_planes != planes
-                         else nn.Identity())
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = (PadShortcut(planes) if shortcut == "A" else nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
