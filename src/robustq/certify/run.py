@@ -24,7 +24,7 @@ import numpy as np
 from torch import nn
 
 from robustq.certify.irs import CacheEntry, irs_certify_many
-from robustq.certify.metrics import summarize
+from robustq.certify.metrics import accuracy_curve, summarize
 from robustq.certify.smooth import Certificate, Smooth, check_alpha
 from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
@@ -137,7 +137,10 @@ def _finish(out: Path, cfg: CertifyConfig, started: float) -> dict[str, Any]:
     rows = _read_rows(out / TSV)
     summary = summarize([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
                         [float(r["radius"]) for r in rows], cfg.radii)
-    summary.update(certify_time_s=round(sum(float(r["time"]) for r in rows), 2),
+    grid, curve = accuracy_curve([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
+                                 [float(r["radius"]) for r in rows], points=51)
+    summary.update(curve={"radius": grid.round(4).tolist(), "certified_accuracy": curve.tolist()},
+                   certify_time_s=round(sum(float(r["time"]) for r in rows), 2),
                    samples=int(sum(int(r["samples"]) for r in rows)),
                    wall_time_s=round(time.perf_counter() - started, 2))
     atomic_write_json(out / SUMMARY, summary)

@@ -16,6 +16,7 @@ from robustq.models import ModelCard, get_model
 from robustq.models.evaluate import evaluate as evaluate_model
 from robustq.models.train import TrainConfig, train
 from robustq.quant.checkpoint import load_model
+from robustq.quant.defensive import lipschitz_penalty
 from robustq.utils import atomic_write_json, provenance, seed_everything
 from robustq.utils.errors import RobustqError
 
@@ -48,6 +49,8 @@ def train_cmd(
                                               "(default: on for RGB)")] = None,
     seed: int = 0,
     eval_images: Annotated[int, typer.Option(help="test images evaluated per epoch")] = 2000,
+    dq_beta: Annotated[float, typer.Option(help="Defensive Quantization Lipschitz "
+                                           "regularizer beta (0 = off)")] = 0.0,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
@@ -66,8 +69,11 @@ def train_cmd(
     model = get_model(arch, train_ds.num_classes, c, mean, std)
     console.print(f"training {arch} on {train_ds.source} ({len(train_ds)} train, {len(test_ds)} "
                   f"test images), sigma={sigma}, {epochs} epochs -> {out}")
+    if dq_beta < 0:
+        raise RobustqError(f"--dq-beta must be >= 0, got {dq_beta}")
+    extra = (lambda m: lipschitz_penalty(m, dq_beta)) if dq_beta > 0 else None
     meta = train(model, card, train_ds, test_ds, cfg, out, resume=resume,
-                 reporter=RichTrainReporter())
+                 reporter=RichTrainReporter(), extra_loss=extra)
     acc = meta["accuracy"]
     console.print(f"done in {meta['train_time_s']:.0f}s: test accuracy {acc['clean_accuracy']:.4f}"
                   + (f", under sigma={sigma} noise {acc['noisy_accuracy']:.4f}" if sigma else "")
