@@ -42,9 +42,9 @@ def main() -> None:
     fp, meta = load_model(args.checkpoint)
     card = ModelCard.from_json(meta["card"])
     sigma = meta["sigma"]
-    train_ds = load_dataset(args.data, "train").subset(range(args.train_images))
+    train_ds = load_dataset(args.data, "train").spread(args.train_images)
     test_ds = load_dataset(args.data, "test")
-    test_ds = test_ds.subset(range(min(args.test_images, len(test_ds))))
+    test_ds = test_ds.spread(args.test_images)
     shape = (card.in_channels, *card.input_size)
     fp_acc = evaluate(fp, test_ds, sigma)
     fp_cost = model_cost(fp, uniform_policy(fp, 32, 32, None, False), shape)

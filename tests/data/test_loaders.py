@@ -161,3 +161,10 @@ def test_missing_source_and_bad_zip(tmp_path):
     (tmp_path / "bad.zip").write_bytes(b"PK garbage")
     with pytest.raises(RobustqError, match="bad.zip: not a readable zip"):
         load_dataset(tmp_path / "bad.zip", "train")
+
+
+def test_spread_covers_every_class_of_sorted_data(tiny_rgb_dataset):
+    sorted_ds = tiny_rgb_dataset.subset(np.argsort(tiny_rgb_dataset.labels, kind="stable"))
+    part = sorted_ds.spread(10)
+    assert len(part) == 10 and set(part.labels.tolist()) == {0, 1}
+    assert sorted_ds.spread(1000) is sorted_ds

@@ -52,7 +52,7 @@ def quantize_cmd(
     epochs: Annotated[int, typer.Option(help="fine-tuning epochs (0: post-training only)")] = 1,
     lr: float = 0.01,
     batch_size: int = 128,
-    train_images: Annotated[int | None, typer.Option(help="fine-tune on the first N "
+    train_images: Annotated[int | None, typer.Option(help="fine-tune on N evenly spaced "
                                                      "training images")] = None,
     sigma: Annotated[float | None, typer.Option(help="noise std (default: checkpoint's)")] = None,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization beta (0 = off)")] = 0.0,
@@ -70,7 +70,7 @@ def quantize_cmd(
     pol = resolve_policy(model, policy, bits, first_last)
     train_ds, test_ds = load_dataset(data, "train"), load_dataset(data, "test")
     if train_images is not None:
-        train_ds = train_ds.subset(range(min(train_images, len(train_ds))))
+        train_ds = train_ds.spread(train_images)
     sigma = meta.get("sigma", 0.0) if sigma is None else sigma
     c = card.in_channels
     cfg = TrainConfig(arch=card.arch, epochs=max(epochs, 1), batch_size=batch_size, lr=lr,

@@ -63,6 +63,14 @@ class ImageDataset:
         return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.source,
                             self.split)
 
+    def spread(self, count: int) -> ImageDataset:
+        """``count`` evenly spaced images (all of them if fewer): a subset that covers every
+        class even when the data are stored sorted by class, as ImageFolder trees are."""
+        if count >= len(self):
+            return self
+        step = len(self) / count
+        return self.subset([int(i * step) for i in range(count)])
+
     def tensors(self, indices: np.ndarray | slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Float images ``(N, C, H, W)`` in [0, 1] and int64 labels."""
         sel = slice(None) if indices is None else indices

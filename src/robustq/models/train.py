@@ -145,6 +145,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
+    run_provenance = provenance(cfg.seed, cfg.to_json())     # the code that starts the run
     if train_ds.num_classes != model.num_classes:
         raise RobustqError(f"{train_ds.source}: {train_ds.num_classes} classes but the model "
                            f"has {model.num_classes} outputs")
@@ -171,7 +172,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     x_all, y_all = train_ds.tensors()
-    eval_ds = test_ds.subset(range(min(cfg.eval_images, len(test_ds))))
+    eval_ds = test_ds.spread(cfg.eval_images)      # every class, even in class-sorted data
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         gen = _epoch_generator(cfg.seed, epoch)
@@ -222,7 +223,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
         "train_time_s": round(elapsed, 1),
         "train_config": cfg.to_json(),
         "history": history,
-        "provenance": provenance(cfg.seed, cfg.to_json()),
+        "provenance": run_provenance,
     }
     model.to(memory_format=torch.contiguous_format)
     save(out / FINAL_FILE, model, card, meta)

@@ -22,9 +22,9 @@ from robustq.utils.provenance import provenance
 
 def calibration_batches(ds: ImageDataset, images: int = 512, batch: int = 128,
                         sigma: float = 0.0, seed: int = 0) -> list[torch.Tensor]:
-    """The first ``images`` training images (with the training noise, if any) in batches."""
+    """``images`` evenly spaced training images (with the training noise, if any) in batches."""
     g = torch.Generator().manual_seed(seed)
-    x, _ = ds.tensors(slice(0, images))
+    x, _ = ds.spread(images).tensors()
     if sigma > 0:
         x = x + sigma * torch.randn(x.shape, generator=g)
     return list(x.split(batch))
