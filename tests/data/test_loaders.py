@@ -167,4 +167,4 @@ def test_spread_covers_every_class_of_sorted_data(tiny_rgb_dataset):
     sorted_ds = tiny_rgb_dataset.subset(np.argsort(tiny_rgb_dataset.labels, kind="stable"))
     part = sorted_ds.spread(10)
     assert len(part) == 10 and set(part.labels.tolist()) == {0, 1}
-    assert sorted_ds.spread(1000) is sorted_ds
+    assert sorted_ds.spread(1000) is sorted_ds and len(sorted_ds.spread(0)) == 0

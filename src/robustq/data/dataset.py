@@ -68,6 +68,8 @@ class ImageDataset:
         class even when the data are stored sorted by class, as ImageFolder trees are."""
         if count >= len(self):
             return self
+        if count <= 0:
+            return self.subset([])
         step = len(self) / count
         return self.subset([int(i * step) for i in range(count)])
 
