@@ -8,6 +8,7 @@ is not trainable.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -17,10 +18,11 @@ from torch import nn
 def freeze_for_inference(model: nn.Module, example_shape: tuple[int, ...]) -> nn.Module:
     """A frozen TorchScript copy of ``model`` (eval mode) for inputs like ``example_shape``.
 
-    Falls back to the eager model (channels_last) if tracing fails, e.g. for modules with
+    The caller's model is not modified. Falls back to an eager channels_last copy if tracing
+    fails, e.g. for modules with
     data-dependent Python control flow.
     """
-    model = model.eval().to(memory_format=torch.channels_last)
+    model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)  # leave the caller's
     example = torch.rand(example_shape).contiguous(memory_format=torch.channels_last)
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
