@@ -65,6 +65,11 @@ def certify_cmd(
     check_model_fits(model, ds, checkpoint)
     if approx is not None:
         model = approximate(model, approx)
+    chosen = {int(ds.labels[i]) for i in cfg.indices(len(ds))}
+    if len(chosen) < ds.num_classes:
+        console.print(f"[yellow]note:[/] the {len(cfg.indices(len(ds)))} selected images cover "
+                      f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
+                      "larger --skip spreads them over the whole split")
     if jit:
         model = freeze_for_inference(model, (batch, *ds.image_shape))
     info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"]}
