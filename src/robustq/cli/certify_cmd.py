@@ -10,19 +10,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from robustq.certify.run import CertifyConfig, certify_dataset, irs_certify_dataset
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import check_model_fits, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
 from robustq.models.compile import freeze_for_inference
 from robustq.quant.checkpoint import load_model
 from robustq.utils.errors import RobustqError
-
-
-def check_model_fits(model, ds, checkpoint: Path) -> None:
-    if ds.num_classes != model.num_classes:
-        raise RobustqError(f"{checkpoint}: the model has {model.num_classes} outputs but "
-                           f"{ds.source} has {ds.num_classes} classes")
 
 
 @friendly_errors

@@ -35,3 +35,13 @@ def friendly_errors(fn: Callable) -> Callable:
             sys.exit(130)
 
     return wrapper
+
+
+def check_model_fits(model, ds, checkpoint) -> None:
+    """The model's outputs and input channels must match the data set's classes and images."""
+    if ds.num_classes != model.num_classes:
+        raise RobustqError(f"{ds.source}: {ds.num_classes} classes but {checkpoint} has "
+                           f"{model.num_classes} outputs")
+    if ds.image_shape[0] != model.in_channels:
+        raise RobustqError(f"{ds.source}: {ds.image_shape[0]}-channel images but {checkpoint} "
+                           f"expects {model.in_channels}")

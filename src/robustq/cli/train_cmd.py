@@ -9,7 +9,7 @@ from typing import Annotated
 import torch
 import typer
 
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import check_model_fits, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
 from robustq.models import ModelCard, get_model
@@ -97,12 +97,7 @@ def evaluate_cmd(
         raise RobustqError(f"--batch-size must be >= 1, got {batch_size}")
     model, meta = load_model(checkpoint)
     ds = load_dataset(data, split)
-    if ds.num_classes != model.num_classes:
-        raise RobustqError(f"{ds.source}: {ds.num_classes} classes but {checkpoint} has "
-                           f"{model.num_classes} outputs")
-    if ds.image_shape[0] != model.in_channels:
-        raise RobustqError(f"{ds.source}: {ds.image_shape[0]}-channel images but {checkpoint} "
-                           f"expects {model.in_channels}")
+    check_model_fits(model, ds, checkpoint)
     sigma = meta.get("sigma", 0.0) if sigma is None else sigma
     if sigma < 0:
         raise RobustqError(f"--sigma must be >= 0, got {sigma}")
