@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,8 +107,6 @@ def _prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes:
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN
     if run_path.is_file():
-        import json
-
         old = json.loads(run_path.read_text())
         for key in ("config", "data", "model", "cache_source"):
             if old.get(key) != run_meta.get(key):
@@ -197,8 +196,6 @@ def _running(rows: list[dict[str, str]]) -> dict[str, Any]:
 
 def load_cache(cache_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]], np.ndarray]:
     """The run metadata, per-image rows and f's predictions ``(images, n)`` of an IRS cache."""
-    import json
-
     cache_dir = Path(cache_dir)
     if not (cache_dir / RUN).is_file() or not (cache_dir / CACHE).is_file():
         raise RobustqError(f"{cache_dir}: not an IRS cache (needs {RUN}, {TSV} and {CACHE}; "

@@ -8,6 +8,7 @@ was never interrupted: at most the epoch in progress is lost.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -210,7 +211,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
         _save_state(state_path, model, opt, {"config": cfg.to_json(), "card": card.to_json(),
                                              "epoch": epoch + 1, "history": history,
                                              "elapsed_s": elapsed})
-        atomic_write_text(out / "log.jsonl", "".join(_jsonl(r) for r in history))
+        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         reporter.end_epoch(record)
 
     final = evaluate(model, test_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
@@ -229,8 +230,3 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     save(out / FINAL_FILE, model, card, meta)
     return meta
 
-
-def _jsonl(record: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(record) + "\n"
