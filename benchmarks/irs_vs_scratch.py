@@ -9,7 +9,8 @@ Every run is a resumable robustq certification directory under --out; the table 
 accuracy, wall time) goes to --out/irs_table.json and is printed as Markdown.
 
     python benchmarks/irs_vs_scratch.py --checkpoint zoo/resnet20_cifar10_sigma0.25.safetensors \
-        --data ../shared/data/cifar10-jpeg.zip --max 100 --n 10000 --approx prune:0.3
+        --data ../shared/data/cifar10-jpeg.zip --max 100 --n 10000 --approx prune:0.3 \
+        --full-scratch prune:0.3
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.001)
     ap.add_argument("--alpha-zeta", type=float, default=0.001)
     ap.add_argument("--gamma", type=float, default=0.99)
-    ap.add_argument("--full-scratch", action=argparse.BooleanOptionalAction, default=True,
-                    help="also certify each f_p from scratch with the full n")
+    ap.add_argument("--full-scratch", action="append", default=[], metavar="NAME",
+                    help="also certify this f_p (an --approx spec or checkpoint folder name) "
+                         "from scratch with the full n; repeatable")
     ap.add_argument("--out", default="runs/bench/irs")
     args = ap.parse_args()
     out = Path(args.out)
@@ -63,7 +65,7 @@ def main() -> None:
     for name, fp in approx:
         fp = freeze_for_inference(fp, shape)
         tag = name.replace(":", "")
-        if args.full_scratch:
+        if name in args.full_scratch:
             full = certify_dataset(fp, ds, CertifyConfig(n=args.n, **joint),
                                    out / f"{tag}_scratch_n")
             rows.append({"model": name, "method": "from scratch", "n": args.n, **pick(full)})
