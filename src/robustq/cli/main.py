@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
@@ -18,6 +19,7 @@ app.command("demo")(demo_cmd)
 app.command("certify")(certify_cmd)
 app.command("quantize")(quantize_cmd)
 app.command("cost")(cost_cmd)
+app.command("bench")(bench_cmd)
 
 
 @app.command("models")

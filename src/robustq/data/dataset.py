@@ -68,10 +68,7 @@ class ImageDataset:
         class even when the data are stored sorted by class, as ImageFolder trees are."""
         if count >= len(self):
             return self
-        if count <= 0:
-            return self.subset([])
-        step = len(self) / count
-        return self.subset([int(i * step) for i in range(count)])
+        return self.subset(spread_indices(len(self), count))
 
     def tensors(self, indices: np.ndarray | slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Float images ``(N, C, H, W)`` in [0, 1] and int64 labels."""
@@ -83,3 +80,11 @@ class ImageDataset:
         """Per-channel mean and std of the pixels in [0, 1] (used for a model's normalization)."""
         x = self.images.reshape(-1, self.images.shape[-1]).astype(np.float64) / 255.0
         return tuple(x.mean(0).round(4).tolist()), tuple(x.std(0).round(4).tolist())
+
+
+def spread_indices(size: int, count: int) -> list[int]:
+    """``count`` evenly spaced indices into ``range(size)`` (all of them if ``count >= size``)."""
+    if count >= size:
+        return list(range(size))
+    step = size / max(count, 1)
+    return [int(i * step) for i in range(max(count, 0))]

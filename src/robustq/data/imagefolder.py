@@ -114,3 +114,15 @@ def load_image_folder(source: str | Path, split: str, cache_dir: str | Path | No
         atomic_write(cache_file, lambda p: np.savez(
             p.open("wb"), images=ds.images, labels=ds.labels, classes=np.asarray(classes)))
     return ds
+
+
+def read_encoded(source: str | Path, split: str, indices: list[int] | np.ndarray) -> list[bytes]:
+    """The encoded files (e.g. JPEG bytes) behind images ``indices`` of ``load_image_folder``'s
+    split, in the same order: for pipelines that decode images themselves."""
+    tree = _Tree(Path(source))
+    if split not in tree.files:
+        raise RobustqError(f"{source}: missing split {split!r}")
+    names = [n for cls in sorted(tree.files[split]) for n in sorted(tree.files[split][cls])]
+    if len(indices) and not 0 <= min(indices) <= max(indices) < len(names):
+        raise RobustqError(f"{source}: image index out of range 0..{len(names) - 1}")
+    return [tree.read(names[i]) for i in indices]

@@ -1,0 +1,1 @@
+"""Empirical robustness benchmark of quantized models (RobustMQ, spec 04)."""

@@ -1,0 +1,284 @@
+"""The RobustMQ grid: FP model + methods x bit-widths, each through the three noise families.
+
+Every unit of work (one attack, one corruption at one severity, one systematic variant, on one
+model) stores its per-image correctness under ``out/cells/<model>/<family>/<unit>.npy``,
+written atomically; a killed benchmark resumes at the first missing unit. Corrupted image sets
+are generated once per (corruption, severity) with a fixed seed per image and cached under
+``out/corrupted``. Tables are computed from the stored units (``robustq.bench.tables``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustq.bench.attacks import Attack, attack_correct, get_attack, predict_batches
+from robustq.bench.corruptions import ALL as ALL_CORRUPTIONS
+from robustq.bench.corruptions import BENCHMARK, SEVERITIES, corrupt
+from robustq.bench.systematic import VARIANTS, encode_images, systematic_images
+from robustq.data import load_dataset
+from robustq.data.dataset import ImageDataset, spread_indices
+from robustq.data.imagefolder import read_encoded
+from robustq.models import ModelCard
+from robustq.models.train import TrainConfig
+from robustq.quant import uniform_policy
+from robustq.quant.checkpoint import load_model
+from robustq.quant.finetune import quantize_and_finetune
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write_json, atomic_write_npy
+from robustq.utils.provenance import provenance
+
+FAMILIES = ("adversarial", "natural", "systematic")
+METHODS = ("dorefa", "pact", "lsq", "minmax")
+CONFIG_FILE = "bench.json"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to benchmark. eps: l_inf in [0, 1] pixel units, l_2 norms in the same units
+    (spec 04 levels for 32-pixel images); ``autoattack_images`` <= ``images`` get AutoAttack."""
+
+    checkpoint: str
+    data: str
+    methods: tuple[str, ...] = METHODS
+    bits: tuple[int, ...] = (2, 4, 6, 8)
+    families: tuple[str, ...] = FAMILIES
+    images: int = 1000
+    linf_eps: tuple[float, ...] = (0.5 / 255, 2 / 255, 8 / 255)
+    l2_eps: tuple[float, ...] = (0.125, 0.25, 0.5)
+    autoattack_eps: tuple[float, ...] = (2 / 255,)       # l_inf
+    autoattack_images: int = 100
+    corruptions: tuple[str, ...] = tuple(BENCHMARK)
+    severities: tuple[int, ...] = SEVERITIES
+    resize_size: int = 24
+    finetune_epochs: int = 1
+    finetune_images: int = 10_000
+    finetune_lr: float = 0.01
+    models_dir: str | None = None
+    batch_size: int = 200
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise RobustqError(f"unknown methods {bad}; known: {', '.join(METHODS)}")
+        if any(b not in range(2, 9) for b in self.bits):
+            raise RobustqError(f"bit-widths must be in 2..8, got {list(self.bits)}")
+        if any(f not in FAMILIES for f in self.families) or not self.families:
+            raise RobustqError(f"families must be among {FAMILIES}, got {list(self.families)}")
+        if self.images < 1 or not 0 <= self.autoattack_images <= self.images:
+            raise RobustqError("need images >= 1 and 0 <= autoattack images <= images")
+        bad = [c for c in self.corruptions if c not in ALL_CORRUPTIONS]
+        if bad:
+            raise RobustqError(f"unknown corruptions {bad}; known: {', '.join(ALL_CORRUPTIONS)}")
+        if any(s not in SEVERITIES for s in self.severities):
+            raise RobustqError(f"severities must be in 1..5, got {list(self.severities)}")
+        if any(e <= 0 for e in (*self.linf_eps, *self.l2_eps, *self.autoattack_eps)):
+            raise RobustqError("every eps must be > 0")
+
+    def model_keys(self) -> list[str]:
+        return ["fp"] + [f"{m}_w{b}a{b}" for m in self.methods for b in self.bits]
+
+    def attacks(self) -> list[Attack]:
+        out = [get_attack(name, "linf", e, seed=self.seed) for name in ("fgsm", "pgd")
+               for e in self.linf_eps]
+        out += [get_attack(name, "l2", e, seed=self.seed) for name in ("fgsm", "pgd")
+                for e in self.l2_eps]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BenchConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RobustqError(f"unknown bench config keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def unit_name(label: str) -> str:
+    """A file-safe unit name (``pgd-linf-2/255`` -> ``pgd-linf-2of255``)."""
+    return label.replace("/", "of")
+
+
+@dataclass
+class Unit:
+    """One unit of work: ``run()`` returns per-image correctness (bool array)."""
+
+    model: str
+    family: str
+    name: str
+    run: Callable[[], np.ndarray]
+    images: int
+
+
+class BenchRun:
+    """A (resumable) benchmark in ``out``; see the module docstring for the layout."""
+
+    def __init__(self, cfg: BenchConfig, out: str | Path) -> None:
+        self.cfg, self.out = cfg, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta_path = self.out / CONFIG_FILE
+        if meta_path.is_file():
+            old = json.loads(meta_path.read_text())["config"]
+            if old != cfg.to_json():
+                changed = sorted(k for k in old if old.get(k) != cfg.to_json().get(k))
+                raise RobustqError(f"{self.out}: holds a benchmark with other settings "
+                                   f"({', '.join(changed)}); use a new --out or the same options")
+        else:
+            atomic_write_json(meta_path, {"config": cfg.to_json(),
+                                          "provenance": provenance(cfg.seed, cfg.to_json())})
+        self.test = load_dataset(cfg.data, "test")
+        self.indices = np.asarray(spread_indices(len(self.test), cfg.images))
+        self.ds = self.test.subset(self.indices)
+        self.x, self.y = self.ds.tensors()
+        if cfg.autoattack_images and cfg.autoattack_eps and self.test.num_classes < 4:
+            raise RobustqError("AutoAttack needs at least 4 classes; use --autoattack-images 0")
+        self.profile = "32" if min(self.ds.image_shape[1:]) < 224 else "224"
+
+    # ----- models
+    def model_dir(self, key: str) -> Path:
+        base = Path(self.cfg.models_dir) if self.cfg.models_dir else self.out / "models"
+        return base / key
+
+    def load(self, key: str) -> nn.Module:
+        if key == "fp":
+            return load_model(self.cfg.checkpoint)[0].eval()
+        path = self.model_dir(key) / "model.safetensors"
+        if not path.is_file():
+            self._finetune(key)
+        return load_model(path)[0].eval()
+
+    def _finetune(self, key: str) -> None:
+        method, wa = key.split("_")
+        bits = int(wa[1:wa.index("a")])
+        fp, meta = load_model(self.cfg.checkpoint)
+        card = ModelCard.from_json(meta["card"])
+        train_ds = load_dataset(self.cfg.data, "train").spread(self.cfg.finetune_images)
+        tcfg = TrainConfig(arch=card.arch, epochs=self.cfg.finetune_epochs, lr=self.cfg.finetune_lr,
+                           schedule="cosine", sigma=meta.get("sigma", 0.0), seed=self.cfg.seed,
+                           eval_images=0, crop_padding=4 if card.in_channels == 3 else 2,
+                           flip=card.in_channels == 3)
+        quantize_and_finetune(fp, card, uniform_policy(fp, bits, bits), method, train_ds,
+                              self.ds.subset([]), tcfg, self.model_dir(key), resume=True,
+                              finetune=method != "minmax",
+                              base_meta={"checkpoint": self.cfg.checkpoint})
+
+    # ----- units
+    def unit_path(self, u: Unit) -> Path:
+        return self.out / "cells" / u.model / u.family / f"{unit_name(u.name)}.npy"
+
+    def units(self, key: str, model: Callable[[], nn.Module]) -> Iterator[Unit]:
+        cfg = self.cfg
+        yield Unit(key, "clean", "clean", lambda: self._predict_correct(model(), self.x),
+                   len(self.x))
+        if "adversarial" in cfg.families:
+            for a in cfg.attacks():
+                yield Unit(key, "adversarial", a.label,
+                           lambda a=a: attack_correct(model(), a, self.x, self.y,
+                                                      cfg.batch_size).numpy(), len(self.x))
+            n = cfg.autoattack_images
+            for e in cfg.autoattack_eps if n else ():
+                a = get_attack("autoattack", "linf", e, seed=cfg.seed)
+                yield Unit(key, "adversarial", a.label,
+                           lambda a=a: self._autoattack(model(), a, key), n)
+        if "natural" in cfg.families:
+            for c in cfg.corruptions:
+                for s in cfg.severities:
+                    yield Unit(key, "natural", f"{c}-s{s}",
+                               lambda c=c, s=s: self._predict_correct(
+                                   model(), self._corrupted(c, s)), len(self.x))
+        if "systematic" in cfg.families:
+            for v in VARIANTS:
+                yield Unit(key, "systematic", v,
+                           lambda v=v: self._predict_correct(model(), self._systematic(v)),
+                           len(self.x))
+
+    def _predict_correct(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
+        return (predict_batches(model, x, self.cfg.batch_size) == self.y).numpy()
+
+    def _autoattack(self, model: nn.Module, attack: Attack, key: str) -> np.ndarray:
+        n = self.cfg.autoattack_images
+        correct = attack_correct(model, attack, self.x[:n], self.y[:n], self.cfg.batch_size)
+        path = self.out / "cells" / key / "adversarial" / f"{unit_name(attack.label)}.json"
+        atomic_write_json(path, attack.details)
+        return correct.numpy()
+
+    def _corrupted(self, name: str, severity: int) -> torch.Tensor:
+        path = self.out / "corrupted" / self.profile / f"{name}-s{severity}.npy"
+        if path.is_file():
+            imgs = np.load(path, allow_pickle=False)
+        else:
+            imgs = corrupt(self.ds.images, name, severity, self.cfg.seed, self.profile, self.indices)
+            atomic_write_npy(path, imgs)
+        return ImageDataset(imgs, self.ds.labels, self.ds.classes, "", "").tensors()[0]
+
+    def _systematic(self, variant: str) -> torch.Tensor:
+        if not hasattr(self, "_encoded"):
+            try:
+                self._encoded = read_encoded(self.cfg.data, "test", self.indices)
+            except (RobustqError, OSError, ValueError):
+                self._encoded = []
+            if not all(b[:2] == b"\xff\xd8" for b in self._encoded) or not self._encoded:
+                # not JPEG files (raw pixels, PNG): deploy the pixels as JPEGs (quality 95)
+                self._encoded = encode_images(self.ds.images)
+        size = self.cfg.resize_size if self.profile == "32" else None
+        imgs = systematic_images(self._encoded, variant, self.ds.images.shape[-1], size)
+        return ImageDataset(imgs, self.ds.labels, self.ds.classes, "", "").tensors()[0]
+
+    # ----- the loop
+    def run(self, progress: Callable[[int, int, str, float], None] | None = None) -> None:
+        """Run every missing unit; ``progress(done, total, unit_label, eta_seconds)``."""
+        plan: list[Unit] = []
+        cache: dict[str, nn.Module] = {}
+
+        def model_for(key: str) -> Callable[[], nn.Module]:
+            def get() -> nn.Module:
+                if key not in cache:
+                    cache.clear()
+                    cache[key] = self.load(key)
+                return cache[key]
+            return get
+
+        for key in self.cfg.model_keys():
+            plan += list(self.units(key, model_for(key)))
+        todo = [u for u in plan if not self.unit_path(u).is_file()]
+        done, spent, work_done = len(plan) - len(todo), 0.0, 0
+        work_left = sum(u.images * _cost(u) for u in todo)
+        for u in todo:
+            t0 = time.perf_counter()
+            correct = np.asarray(u.run(), bool)
+            dt = time.perf_counter() - t0
+            atomic_write_npy(self.unit_path(u), correct)
+            self._log(u, dt, correct)
+            done += 1
+            spent += dt
+            work_done += u.images * _cost(u)
+            work_left -= u.images * _cost(u)
+            if progress:
+                progress(done, len(plan), f"{u.model} {u.family} {u.name}",
+                         spent / max(work_done, 1) * work_left)
+
+    def _log(self, u: Unit, seconds: float, correct: np.ndarray) -> None:
+        line = {"model": u.model, "family": u.family, "unit": u.name, "images": int(len(correct)),
+                "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+                "seconds": round(seconds, 3), "time": time.time()}
+        with open(self.out / "units.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def _cost(u: Unit) -> float:
+    """Relative cost per image, for the time-left estimate (forward passes per image)."""
+    if u.family != "adversarial":
+        return 1.0
+    return 2000.0 if u.name.startswith("autoattack") else 60.0 if u.name.startswith("pgd") else 3.0

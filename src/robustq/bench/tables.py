@@ -1,0 +1,114 @@
+"""Summaries of a benchmark run, computed from its stored per-image units (never the reverse).
+
+``summarize_run(out)`` returns one record per model (clean accuracy, AR per attack, WCAR,
+gradient-masking flag, per-corruption accuracies, CE/mCE against the FP model, mNR, systematic
+accuracies, ACC_s and its std, throughput per family) and writes ``results.json`` and
+``results.csv`` atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustq.bench import metrics
+from robustq.bench.runner import CONFIG_FILE, BenchConfig, unit_name
+from robustq.bench.systematic import VARIANTS
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write_json, atomic_write_text
+from robustq.utils.provenance import provenance
+
+CSV_COLUMNS = ["model", "method", "bits", "clean_accuracy", "wcar", "wcar_gradient", "masking",
+               "mce", "mnr", "acc_s", "acc_s_std"]
+
+
+def _load(out: Path, model: str, family: str, name: str) -> np.ndarray | None:
+    path = out / "cells" / model / family / f"{unit_name(name)}.npy"
+    return np.load(path, allow_pickle=False) if path.is_file() else None
+
+
+def _model_record(out: Path, cfg: BenchConfig, key: str) -> dict[str, Any] | None:
+    clean = _load(out, key, "clean", "clean")
+    if clean is None:
+        return None
+    method, bits = ("fp", 32) if key == "fp" else (key.split("_")[0], int(key.split("_w")[1][0]))
+    rec: dict[str, Any] = {"model": key, "method": method, "bits": bits,
+                           "clean_accuracy": float(clean.mean())}
+    if "adversarial" in cfg.families:
+        grad = {a.label: _load(out, key, "adversarial", a.label) for a in cfg.attacks()}
+        grad = {k: v for k, v in grad.items() if v is not None}
+        rec["ar"] = {k: metrics.adversarial_robustness(clean, v) for k, v in grad.items()}
+        rec["wcar_gradient"] = metrics.wcar(clean, grad) if grad else None
+        n = cfg.autoattack_images
+        for e in cfg.autoattack_eps if n else ():
+            label = f"autoattack-linf-{e * 255:g}/255"
+            aa = _load(out, key, "adversarial", label)
+            if aa is None:
+                continue
+            rec["ar"][label] = metrics.adversarial_robustness(clean[:n], aa)
+            subset = {k: v[:n] for k, v in grad.items()} | {label: aa}
+            rec["wcar"] = metrics.wcar(clean[:n], subset)
+            details = out / "cells" / key / "adversarial" / f"{unit_name(label)}.json"
+            d = json.loads(details.read_text()) if details.is_file() else {}
+            rec.setdefault("autoattack", {})[label] = d
+            # Square (black box) broke points every white-box stage left correct: masking
+            rec["masking"] = bool(d.get("square_extra", 0) > 0)
+    if "natural" in cfg.families:
+        acc = {c: [float(u.mean()) for s in cfg.severities
+                   if (u := _load(out, key, "natural", f"{c}-s{s}")) is not None]
+               for c in cfg.corruptions}
+        rec["corruption_accuracy"] = {c: v for c, v in acc.items() if len(v) == len(cfg.severities)}
+        if rec["corruption_accuracy"]:
+            rec["mnr"] = metrics.mnr(rec["corruption_accuracy"])
+            rec["corruption_ranking"] = metrics.corruption_ranking(rec["corruption_accuracy"])
+    if "systematic" in cfg.families:
+        sys_acc = {v: float(u.mean()) for v in VARIANTS
+                   if (u := _load(out, key, "systematic", v)) is not None}
+        rec["systematic_accuracy"] = sys_acc
+        if sys_acc:
+            rec["acc_s"], rec["acc_s_std"] = metrics.systematic(sys_acc)
+    return rec
+
+
+def throughput(out: Path) -> dict[str, float]:
+    """Images per second of each family (and of AutoAttack alone), from ``units.jsonl``."""
+    tot: dict[str, list[float]] = {}
+    path = out / "units.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        u = json.loads(line)
+        fam = "autoattack" if u["unit"].startswith("autoattack") else u["family"]
+        t = tot.setdefault(fam, [0.0, 0.0])
+        t[0] += u["images"]
+        t[1] += u["seconds"]
+    return {f: round(n / s, 2) for f, (n, s) in tot.items() if s > 0} | {
+        "total_seconds": round(sum(s for _, s in tot.values()), 1)}
+
+
+def summarize_run(out: str | Path) -> dict[str, Any]:
+    out = Path(out)
+    if not (out / CONFIG_FILE).is_file():
+        raise RobustqError(f"{out}: not a benchmark directory (no {CONFIG_FILE})")
+    cfg = BenchConfig.from_json(json.loads((out / CONFIG_FILE).read_text())["config"])
+    records = [r for k in cfg.model_keys() if (r := _model_record(out, cfg, k)) is not None]
+    fp = next((r for r in records if r["model"] == "fp"), None)
+    for r in records:
+        if fp and r.get("corruption_accuracy") and fp.get("corruption_accuracy"):
+            common = {c: r["corruption_accuracy"][c] for c in fp["corruption_accuracy"]
+                      if c in r["corruption_accuracy"]}
+            r["ce"], r["mce"] = metrics.corruption_errors(common, fp["corruption_accuracy"])
+    result = {"models": records, "throughput_images_per_s": throughput(out),
+              "images": cfg.images, "autoattack_images": cfg.autoattack_images,
+              "mce_reference": "FP model of the same architecture (the run's checkpoint)",
+              "provenance": provenance(cfg.seed, cfg.to_json())}
+    atomic_write_json(out / "results.json", result)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(records)
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    return result

@@ -1,0 +1,93 @@
+"""``robustq bench``: the RobustMQ grid (attacks, corruptions, systematic noise) of an FP model
+and its quantized versions; resumable unit by unit, one results table (CSV + JSON) at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
+from robustq.bench.tables import summarize_run
+from robustq.cli.common import console, friendly_errors
+from robustq.cli.train_cmd import DataOpt, set_threads
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    """'0.5/255,2/255' -> (0.00196, 0.00784): comma-separated numbers or fractions."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        num, _, den = part.partition("/")
+        try:
+            out.append(float(num) / (float(den) if den else 1.0))
+        except ValueError:
+            raise typer.BadParameter(f"not a number: {part!r}") from None
+    return tuple(out)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+@friendly_errors
+def bench_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
+    out: Annotated[Path, typer.Option(help="output directory (resumable)")],
+    data: DataOpt = "embedded",
+    methods: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(METHODS))]
+    = ",".join(METHODS),
+    bits: Annotated[str, typer.Option(help="comma-separated bit-widths (W = A)")] = "2,4,6,8",
+    families: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(FAMILIES))]
+    = ",".join(FAMILIES),
+    images: Annotated[int, typer.Option(help="test images (evenly spaced)")] = 1000,
+    autoattack_images: Annotated[int, typer.Option(help="first images also get AutoAttack")] = 100,
+    linf_eps: Annotated[str, typer.Option(help="FGSM/PGD l_inf budgets")] = "0.5/255,2/255,8/255",
+    l2_eps: Annotated[str, typer.Option(help="FGSM/PGD l_2 budgets")] = "0.125,0.25,0.5",
+    autoattack_eps: Annotated[str, typer.Option(help="AutoAttack l_inf budgets")] = "2/255",
+    corruptions: Annotated[str | None, typer.Option(help="comma-separated (default: the 15)")]
+    = None,
+    models_dir: Annotated[Path | None, typer.Option(help="quantized models <dir>/<method>_w<b>a<b>"
+                                                    "/model.safetensors; missing ones are "
+                                                    "fine-tuned there")] = None,
+    finetune_epochs: int = 1,
+    finetune_images: int = 10_000,
+    seed: int = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """Benchmark adversarial, natural and systematic robustness of quantized models."""
+    set_threads(threads)
+    kw = {"corruptions": _names(corruptions)} if corruptions else {}
+    try:
+        bit_list = tuple(int(b) for b in _names(bits))
+    except ValueError:
+        raise typer.BadParameter(f"bits must be integers, got {bits!r}") from None
+    cfg = BenchConfig(checkpoint=str(checkpoint), data=data, methods=_names(methods),
+                      bits=bit_list, families=_names(families), images=images,
+                      autoattack_images=min(autoattack_images, images), linf_eps=_floats(linf_eps),
+                      l2_eps=_floats(l2_eps), autoattack_eps=_floats(autoattack_eps),
+                      models_dir=str(models_dir) if models_dir else None,
+                      finetune_epochs=finetune_epochs, finetune_images=finetune_images, seed=seed,
+                      **kw)
+    run = BenchRun(cfg, out)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("~{task.fields[eta]} left"))
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("bench", total=None, eta="?")
+
+        def progress(done: int, total: int, label: str, eta: float) -> None:
+            bar.update(task, completed=done, total=total, description=label[:48],
+                       eta=f"{eta / 60:.0f} min")
+
+        run.run(progress)
+    result = summarize_run(out)
+    for r in result["models"]:
+        parts = [f"clean {r['clean_accuracy']:.3f}"]
+        for key in ("wcar", "wcar_gradient", "mce", "mnr", "acc_s"):
+            if r.get(key) is not None:
+                parts.append(f"{key} {r[key]:.3f}")
+        if r.get("masking"):
+            parts.append("[yellow]gradient masking (Square beat white-box)[/]")
+        console.print(f"{r['model']:>12}: " + ", ".join(parts))
+    console.print(f"-> {out / 'results.csv'}, {out / 'results.json'}")

@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from robustq.bench.runner import BenchConfig, BenchRun
+from robustq.bench.tables import summarize_run
+from robustq.cli.main import app
+from robustq.utils.errors import RobustqError
+from tests.conftest import write_image_folder
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    write_image_folder(root / "data", classes=("a", "b", "c", "d"), per_class=3, fmt="jpg")
+    res = runner.invoke(app, ["train", "--data", str(root / "data"), "--arch", "small_cnn",
+                              "--epochs", "2", "--batch-size", "4", "--out", str(root / "fp")])
+    assert res.exit_code == 0, res.output
+    return root
+
+
+def config(root, **kw):
+    base = dict(checkpoint=str(root / "fp" / "model.safetensors"), data=str(root / "data"),
+                methods=("minmax",), bits=(4,), images=8, autoattack_images=8,
+                linf_eps=(2 / 255,), l2_eps=(0.25,), autoattack_eps=(8 / 255,),
+                corruptions=("gaussian_noise", "fog"), severities=(1, 2))
+    return BenchConfig(**(base | kw))
+
+
+def test_grid_runs_resumes_and_summarizes(setup, tmp_path):
+    cfg = config(setup)
+    BenchRun(cfg, tmp_path / "full").run()
+    full = summarize_run(tmp_path / "full")
+    assert [m["model"] for m in full["models"]] == ["fp", "minmax_w4a4"]
+    fp, q = full["models"]
+    assert q["mce"] is not None and fp["mce"] == pytest.approx(1.0)
+    assert len(q["systematic_accuracy"]) == 14 and 0 <= q["acc_s"] <= 1
+    assert set(q["ar"]) == {"fgsm-linf-2/255", "pgd-linf-2/255", "fgsm-l2-0.25", "pgd-l2-0.25",
+                            "autoattack-linf-8/255"}
+    assert q["clean_accuracy"] > 0      # some clean-correct images, so AR and WCAR are defined
+    assert q["wcar"] <= min(q["ar"].values()) + 1e-9
+    assert (tmp_path / "full" / "results.csv").read_text().startswith("model,method,bits")
+
+    # killed after 5 units, resumed: the same per-image results as the uninterrupted run
+    class Kill(Exception):
+        pass
+
+    def kill_after_five(done, total, label, eta):
+        if done == 5:
+            raise Kill
+
+    with pytest.raises(Kill):
+        BenchRun(cfg, tmp_path / "resumed").run(kill_after_five)
+    lines = len((tmp_path / "resumed" / "units.jsonl").read_text().splitlines())
+    BenchRun(cfg, tmp_path / "resumed").run()
+    units = (tmp_path / "resumed" / "units.jsonl").read_text().splitlines()
+    assert lines == 5 and len(units) == len((tmp_path / "full" / "units.jsonl").read_text()
+                                            .splitlines())
+    for f in (tmp_path / "full" / "cells").rglob("*.npy"):
+        np.testing.assert_array_equal(np.load(f), np.load(tmp_path / "resumed" / "cells" /
+                                                          f.relative_to(tmp_path / "full" / "cells")))
+    # a finished run does no work
+    BenchRun(cfg, tmp_path / "resumed").run()
+    assert len((tmp_path / "resumed" / "units.jsonl").read_text().splitlines()) == len(units)
+
+
+def test_other_settings_in_the_same_directory_are_refused(setup, tmp_path):
+    BenchRun(config(setup, families=("systematic",)), tmp_path / "b")
+    with pytest.raises(RobustqError, match="other settings"):
+        BenchRun(config(setup, families=("natural",)), tmp_path / "b")
+
+
+def test_config_round_trips_through_json(setup):
+    cfg = config(setup)
+    assert BenchConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    with pytest.raises(RobustqError, match="unknown bench config"):
+        BenchConfig.from_json(cfg.to_json() | {"colour": 1})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "xnor"], "unknown methods"),
+    (["--bits", "9"], "bit-widths"),
+    (["--families", "weather"], "families"),
+    (["--corruptions", "rain"], "unknown corruptions"),
+    (["--linf-eps", "abc"], "not a number"),
+])
+def test_cli_bad_input(setup, tmp_path, args, message):
+    res = runner.invoke(app, ["bench", str(setup / "fp" / "model.safetensors"), "--data",
+                              str(setup / "data"), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_cli_runs_a_small_grid(setup, tmp_path):
+    res = runner.invoke(app, ["bench", str(setup / "fp" / "model.safetensors"), "--data",
+                              str(setup / "data"), "--out", str(tmp_path / "o"), "--methods",
+                              "minmax", "--bits", "8", "--families", "natural,systematic",
+                              "--images", "6", "--corruptions", "contrast"])
+    assert res.exit_code == 0, res.output
+    assert "minmax_w8a8" in res.output and (tmp_path / "o" / "results.json").is_file()
