@@ -25,7 +25,7 @@ def setup(tmp_path_factory):
 
 def config(root, **kw):
     base = dict(checkpoint=str(root / "fp" / "model.safetensors"), data=str(root / "data"),
-                methods=("minmax",), bits=(4,), images=8, autoattack_images=8,
+                methods=("minmax",), bits=(4,), images=8, attack_images=6, autoattack_images=3,
                 linf_eps=(2 / 255,), l2_eps=(0.25,), autoattack_eps=(8 / 255,),
                 corruptions=("gaussian_noise", "fog"), severities=(1, 2))
     return BenchConfig(**(base | kw))
@@ -66,6 +66,16 @@ def test_grid_runs_resumes_and_summarizes(setup, tmp_path):
     # a finished run does no work
     BenchRun(cfg, tmp_path / "resumed").run()
     assert len((tmp_path / "resumed" / "units.jsonl").read_text().splitlines()) == len(units)
+
+
+def test_attack_subsets_are_nested_and_spread():
+    cfg = BenchConfig(checkpoint="c", data="d", images=1000, attack_images=200,
+                      autoattack_images=20)
+    pos, aa = cfg.attack_positions(), cfg.autoattack_positions()
+    assert len(pos) == 200 and len(aa) == 20 and set(aa) <= set(pos)
+    assert pos.max() > 900 and aa.max() > 800        # spread over the images, not a prefix
+    with pytest.raises(RobustqError, match="autoattack images <= attack images"):
+        BenchConfig(checkpoint="c", data="d", images=100, attack_images=10, autoattack_images=20)
 
 
 def test_other_settings_in_the_same_directory_are_refused(setup, tmp_path):

@@ -224,8 +224,8 @@ def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 500) ->
     model.eval()
     try:
         with torch.inference_mode():
-            return torch.cat([model(x[i:i + batch_size]).argmax(1)
-                              for i in range(0, len(x), batch_size)])
+            return torch.cat([model(x[i:i + batch_size].contiguous(
+                memory_format=torch.channels_last)).argmax(1) for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 

@@ -44,7 +44,9 @@ CONFIG_FILE = "bench.json"
 @dataclass(frozen=True)
 class BenchConfig:
     """What to benchmark. eps: l_inf in [0, 1] pixel units, l_2 norms in the same units
-    (spec 04 levels for 32-pixel images); ``autoattack_images`` <= ``images`` get AutoAttack."""
+    (spec 04 levels for 32-pixel images). FGSM/PGD run on ``attack_images`` of the ``images``
+    (all by default) and AutoAttack on ``autoattack_images`` of those: nested, evenly spaced
+    subsets (``attack_positions``), so per-sample worst cases over every attack are defined."""
 
     checkpoint: str
     data: str
@@ -56,6 +58,7 @@ class BenchConfig:
     l2_eps: tuple[float, ...] = (0.125, 0.25, 0.5)
     autoattack_eps: tuple[float, ...] = (2 / 255,)       # l_inf
     autoattack_images: int = 100
+    attack_images: int | None = None
     corruptions: tuple[str, ...] = tuple(BENCHMARK)
     severities: tuple[int, ...] = SEVERITIES
     resize_size: int = 24
@@ -75,8 +78,10 @@ class BenchConfig:
             raise RobustqError(f"bit-widths must be in 2..8, got {list(self.bits)}")
         if any(f not in FAMILIES for f in self.families) or not self.families:
             raise RobustqError(f"families must be among {FAMILIES}, got {list(self.families)}")
-        if self.images < 1 or not 0 <= self.autoattack_images <= self.images:
-            raise RobustqError("need images >= 1 and 0 <= autoattack images <= images")
+        n_att = self.images if self.attack_images is None else self.attack_images
+        if self.images < 1 or not 0 <= self.autoattack_images <= n_att <= self.images:
+            raise RobustqError("need images >= 1 and 0 <= autoattack images <= attack images "
+                               "<= images")
         bad = [c for c in self.corruptions if c not in ALL_CORRUPTIONS]
         if bad:
             raise RobustqError(f"unknown corruptions {bad}; known: {', '.join(ALL_CORRUPTIONS)}")
@@ -87,6 +92,17 @@ class BenchConfig:
 
     def model_keys(self) -> list[str]:
         return ["fp"] + [f"{m}_w{b}a{b}" for m in self.methods for b in self.bits]
+
+    def attack_positions(self) -> np.ndarray:
+        """Positions (into the benchmark's images) of the FGSM/PGD images."""
+        n = self.images if self.attack_images is None else self.attack_images
+        return np.asarray(spread_indices(self.images, n), dtype=np.int64)
+
+    def autoattack_positions(self) -> np.ndarray:
+        """Positions (into the benchmark's images) of the AutoAttack images, a subset of the
+        FGSM/PGD ones."""
+        pos = self.attack_positions()
+        return pos[spread_indices(len(pos), self.autoattack_images)]
 
     def attacks(self) -> list[Attack]:
         out = [get_attack(name, "linf", e, seed=self.seed) for name in ("fgsm", "pgd")
@@ -183,10 +199,11 @@ class BenchRun:
         yield Unit(key, "clean", "clean", lambda: self._predict_correct(model(), self.x),
                    len(self.x))
         if "adversarial" in cfg.families:
+            pos = cfg.attack_positions()
             for a in cfg.attacks():
                 yield Unit(key, "adversarial", a.label,
-                           lambda a=a: attack_correct(model(), a, self.x, self.y,
-                                                      cfg.batch_size).numpy(), len(self.x))
+                           lambda a=a: attack_correct(model(), a, self.x[pos], self.y[pos],
+                                                      cfg.batch_size).numpy(), len(pos))
             n = cfg.autoattack_images
             for e in cfg.autoattack_eps if n else ():
                 a = get_attack("autoattack", "linf", e, seed=cfg.seed)
@@ -208,8 +225,8 @@ class BenchRun:
         return (predict_batches(model, x, self.cfg.batch_size) == self.y).numpy()
 
     def _autoattack(self, model: nn.Module, attack: Attack, key: str) -> np.ndarray:
-        n = self.cfg.autoattack_images
-        correct = attack_correct(model, attack, self.x[:n], self.y[:n], self.cfg.batch_size)
+        pos = self.cfg.autoattack_positions()
+        correct = attack_correct(model, attack, self.x[pos], self.y[pos], self.cfg.batch_size)
         path = self.out / "cells" / key / "adversarial" / f"{unit_name(attack.label)}.json"
         atomic_write_json(path, attack.details)
         return correct.numpy()
@@ -252,6 +269,9 @@ class BenchRun:
 
         for key in self.cfg.model_keys():
             plan += list(self.units(key, model_for(key)))
+        # cheap families first for every model, AutoAttack last: a partial run is still useful
+        plan.sort(key=lambda u: _ORDER.index("autoattack" if u.name.startswith("autoattack")
+                                             else u.family))
         todo = [u for u in plan if not self.unit_path(u).is_file()]
         done, spent, work_done = len(plan) - len(todo), 0.0, 0
         work_left = sum(u.images * _cost(u) for u in todo)
@@ -275,6 +295,9 @@ class BenchRun:
                 "seconds": round(seconds, 3), "time": time.time()}
         with open(self.out / "units.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
+
+
+_ORDER = ("clean", "systematic", "natural", "adversarial", "autoattack")
 
 
 def _cost(u: Unit) -> float:

@@ -40,19 +40,21 @@ def _model_record(out: Path, cfg: BenchConfig, key: str) -> dict[str, Any] | Non
     rec: dict[str, Any] = {"model": key, "method": method, "bits": bits,
                            "clean_accuracy": float(clean.mean())}
     if "adversarial" in cfg.families:
+        pos = cfg.attack_positions()
         grad = {a.label: _load(out, key, "adversarial", a.label) for a in cfg.attacks()}
         grad = {k: v for k, v in grad.items() if v is not None}
-        rec["ar"] = {k: metrics.adversarial_robustness(clean, v) for k, v in grad.items()}
-        rec["wcar_gradient"] = metrics.wcar(clean, grad) if grad else None
-        n = cfg.autoattack_images
-        for e in cfg.autoattack_eps if n else ():
+        rec["ar"] = {k: metrics.adversarial_robustness(clean[pos], v) for k, v in grad.items()}
+        rec["wcar_gradient"] = metrics.wcar(clean[pos], grad) if grad else None
+        aa_pos = cfg.autoattack_positions()
+        within = np.searchsorted(pos, aa_pos)       # AutoAttack images among the FGSM/PGD ones
+        for e in cfg.autoattack_eps if len(aa_pos) else ():
             label = f"autoattack-linf-{e * 255:g}/255"
             aa = _load(out, key, "adversarial", label)
             if aa is None:
                 continue
-            rec["ar"][label] = metrics.adversarial_robustness(clean[:n], aa)
-            subset = {k: v[:n] for k, v in grad.items()} | {label: aa}
-            rec["wcar"] = metrics.wcar(clean[:n], subset)
+            rec["ar"][label] = metrics.adversarial_robustness(clean[aa_pos], aa)
+            subset = {k: v[within] for k, v in grad.items()} | {label: aa}
+            rec["wcar"] = metrics.wcar(clean[aa_pos], subset)
             details = out / "cells" / key / "adversarial" / f"{unit_name(label)}.json"
             d = json.loads(details.read_text()) if details.is_file() else {}
             rec.setdefault("autoattack", {})[label] = d
@@ -102,7 +104,8 @@ def summarize_run(out: str | Path) -> dict[str, Any]:
                       if c in r["corruption_accuracy"]}
             r["ce"], r["mce"] = metrics.corruption_errors(common, fp["corruption_accuracy"])
     result = {"models": records, "throughput_images_per_s": throughput(out),
-              "images": cfg.images, "autoattack_images": cfg.autoattack_images,
+              "images": cfg.images, "attack_images": len(cfg.attack_positions()),
+              "autoattack_images": cfg.autoattack_images,
               "mce_reference": "FP model of the same architecture (the run's checkpoint)",
               "provenance": provenance(cfg.seed, cfg.to_json())}
     atomic_write_json(out / "results.json", result)

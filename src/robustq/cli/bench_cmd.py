@@ -42,7 +42,10 @@ def bench_cmd(
     families: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(FAMILIES))]
     = ",".join(FAMILIES),
     images: Annotated[int, typer.Option(help="test images (evenly spaced)")] = 1000,
-    autoattack_images: Annotated[int, typer.Option(help="first images also get AutoAttack")] = 100,
+    attack_images: Annotated[int | None, typer.Option(help="FGSM/PGD on this many of the images "
+                                                      "(default: all)")] = None,
+    autoattack_images: Annotated[int, typer.Option(help="AutoAttack on this many of the "
+                                                   "attacked images")] = 100,
     linf_eps: Annotated[str, typer.Option(help="FGSM/PGD l_inf budgets")] = "0.5/255,2/255,8/255",
     l2_eps: Annotated[str, typer.Option(help="FGSM/PGD l_2 budgets")] = "0.125,0.25,0.5",
     autoattack_eps: Annotated[str, typer.Option(help="AutoAttack l_inf budgets")] = "2/255",
@@ -65,7 +68,9 @@ def bench_cmd(
         raise typer.BadParameter(f"bits must be integers, got {bits!r}") from None
     cfg = BenchConfig(checkpoint=str(checkpoint), data=data, methods=_names(methods),
                       bits=bit_list, families=_names(families), images=images,
-                      autoattack_images=min(autoattack_images, images), linf_eps=_floats(linf_eps),
+                      attack_images=attack_images,
+                      autoattack_images=min(autoattack_images, attack_images or images, images),
+                      linf_eps=_floats(linf_eps),
                       l2_eps=_floats(l2_eps), autoattack_eps=_floats(autoattack_eps),
                       models_dir=str(models_dir) if models_dir else None,
                       finetune_epochs=finetune_epochs, finetune_images=finetune_images, seed=seed,
