@@ -8,6 +8,7 @@ from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
+from robustq.cli.search_cmd import compare_cmd, search_cmd
 from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
 
@@ -20,6 +21,8 @@ app.command("certify")(certify_cmd)
 app.command("quantize")(quantize_cmd)
 app.command("cost")(cost_cmd)
 app.command("bench")(bench_cmd)
+app.command("search")(search_cmd)
+app.command("compare")(compare_cmd)
 
 
 @app.command("models")

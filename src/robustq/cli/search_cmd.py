@@ -1,0 +1,129 @@
+"""``robustq search`` (ARQ / HAQ / random / uniform policy search) and ``robustq compare``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from robustq.cli.common import console, fail, friendly_errors
+from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.quant.checkpoint import load_model
+from robustq.quant.policy import Policy
+from robustq.search.evaluate import build_quantized
+from robustq.search.search import STRATEGIES, Search, SearchConfig, evaluate_on_test
+from robustq.utils.io import atomic_write_json, atomic_write_text
+from robustq.utils.provenance import provenance
+
+
+@friendly_errors
+def search_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
+    out: Annotated[Path, typer.Option(help="output directory (resumable)")],
+    data: DataOpt = "embedded",
+    strategy: Annotated[str, typer.Option(help="reward/strategy: " + ", ".join(STRATEGIES))]
+    = "arq",
+    budget: Annotated[float, typer.Option(help="BitOPs budget, % of FP32 (4/4 = 1.5625)")]
+    = 1.5625,
+    episodes: int = 40,
+    warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes")] = 20,
+    method: str = "lsq",
+    sigma: Annotated[float | None, typer.Option(help="default: the checkpoint's")] = None,
+    finetune_images: int = 2000,
+    holdout_images: Annotated[int, typer.Option(help="held-out training images (reward)")] = 500,
+    cert_images: Annotated[int, typer.Option(help="held-out images certified (ARQ)")] = 50,
+    n: Annotated[int, typer.Option(help="samples per image for the FP cache")] = 2000,
+    n_p: Annotated[int, typer.Option("--n-p", help="IRS samples per image per episode")] = 200,
+    uniform_bits: int = 4,
+    test_images: Annotated[int, typer.Option(help="final test images (0: skip)")] = 500,
+    test_n: Annotated[int, typer.Option(help="final samples per image")] = 10_000,
+    seed: int = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
+    set_threads(threads)
+    cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy=strategy, budget=budget,
+                       episodes=episodes, warmup=warmup, method=method, sigma=sigma,
+                       finetune_images=finetune_images, holdout_images=holdout_images,
+                       cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
+                       seed=seed)
+    search = Search(cfg, out)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("best {task.fields[best]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"{strategy} search", total=None, best="-")
+        state = {"best": None}
+
+        def progress(done: int, total: int, line: dict) -> None:
+            if state["best"] is None or line["reward"] > state["best"]:
+                state["best"] = line["reward"]
+            bar.update(task, completed=done, total=total, best=f"{state['best']:.3f}")
+
+        best = search.run(progress)
+    console.print(f"best reward {best['reward']:.4f} at episode {best['episode']} "
+                  f"({best['bitops_percent']:.3f}% BitOPs)")
+    if test_images > 0:
+        final = search.finish(test_images, test_n)
+        console.print(f"test: clean {final['clean_accuracy']:.3f}, smoothed "
+                      f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {out}")
+
+
+COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_accuracy", "acr",
+           "ca_0.0", "ca_0.25", "ca_0.5", "ca_0.75", "ca_1.0", "images", "n"]
+
+
+@friendly_errors
+def compare_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint (the reference)")],
+    candidates: Annotated[list[Path], typer.Argument(help="policy JSON/YAML files (quantized "
+                                                     "and fine-tuned identically) or quantized "
+                                                     "checkpoints")],
+    out: Annotated[Path, typer.Option(help="output directory (table + per-model runs)")],
+    data: DataOpt = "embedded",
+    method: str = "lsq",
+    finetune_images: int = 2000,
+    holdout_images: int = 500,
+    test_images: int = 500,
+    test_n: int = 10_000,
+    seed: int = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
+    set_threads(threads)
+    cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy="uniform", method=method,
+                       finetune_images=finetune_images, holdout_images=holdout_images,
+                       cert_images=1, seed=seed)
+    search = Search(cfg, out / "setup")
+    rows = []
+    for cand in [None, *candidates]:
+        name = "FP32" if cand is None else cand.stem
+        if cand is None:
+            model, policy = search.fp, None
+        elif cand.suffix in (".json", ".yaml", ".yml"):
+            policy = Policy.load(cand)
+            model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
+                                    cfg.finetune_lr, seed)
+        elif cand.suffix == ".safetensors":
+            model, meta = load_model(cand)
+            policy = Policy.from_json(meta["quant"]["policy"]) if "quant" in meta else None
+        else:
+            fail(f"{cand}: expected a policy (.json/.yaml) or a checkpoint (.safetensors)")
+        r = evaluate_on_test(model, policy, data, search.sigma, test_images, test_n, cfg,
+                             out / "runs" / name, search.shape)
+        rows.append({"name": name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
+                     **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()}})
+        console.print(f"{name}: clean {r['clean_accuracy']:.3f} smoothed "
+                      f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
+                      f"BitOPs {r['bitops_percent']:.3f}%")
+    atomic_write_json(out / "compare.json", {"rows": rows,
+                                             "provenance": provenance(seed, cfg.to_json())})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "compare.csv", buf.getvalue())
+    console.print(f"-> {out / 'compare.csv'}")

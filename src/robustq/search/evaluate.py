@@ -1,0 +1,129 @@
+"""Evaluating one candidate policy: quantize, short noisy fine-tune, reward on held-out data.
+
+The held-out split is carved from the *training* split (``split_train``): a fine-tuning subset
+and a disjoint held-out subset, so the test split is only touched by the final evaluation.
+
+Rewards (spec 03; registered by name, ``get_reward``):
+- ``arq``: ``scale * (ACR_q - ACR_fp) + acc_weight * (acc_q - acc_fp)``, ACR of the quantized
+  smoothed classifier by IRS against the FP model's cache on the held-out certification images,
+  accuracies (fractions) of the base classifiers on the held-out images; scale 10, acc_weight 0
+  by default.
+- ``haq``: ``0.1 * (top1_q - top1_fp)`` with top-1 in percent (HAQ's reward), clean base
+  classifiers on the held-out images.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustq.certify.run import CertifyConfig, irs_certify_dataset
+from robustq.data.dataset import ImageDataset
+from robustq.models.evaluate import evaluate
+from robustq.quant.finetune import calibration_batches
+from robustq.quant.policy import Policy
+from robustq.quant.quantize import quantize
+from robustq.utils.errors import RobustqError
+
+
+def split_train(train: ImageDataset, finetune_images: int, holdout_images: int,
+                seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """Disjoint fine-tuning and held-out subsets of the training split (seeded permutation)."""
+    if finetune_images + holdout_images > len(train):
+        raise RobustqError(f"{finetune_images} fine-tuning + {holdout_images} held-out images "
+                           f"exceed the {len(train)} training images")
+    perm = np.random.default_rng(seed).permutation(len(train))
+    return (train.subset(np.sort(perm[:finetune_images])),
+            train.subset(np.sort(perm[finetune_images:finetune_images + holdout_images])))
+
+
+def finetune(qmodel: nn.Module, ds: ImageDataset, sigma: float, lr: float = 1e-3,
+             batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """One epoch of SGD (momentum 0.9) over ``ds`` with N(0, sigma^2) noise and random flips
+    (HAQ's short fine-tune, noisy for smoothing); seeded by ``seed``; in place."""
+    if len(ds) == 0:
+        return qmodel.eval()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD([p for p in qmodel.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+    qmodel.train()
+    order = torch.randperm(len(ds), generator=gen)
+    for i in range(0, len(ds), batch_size):
+        x, y = ds.tensors(order[i:i + batch_size].numpy())
+        if x.shape[1] == 3:
+            flip = torch.rand(len(x), generator=gen) < 0.5
+            x[flip] = x[flip].flip(3)
+        x = x + sigma * torch.randn(x.shape, generator=gen)
+        loss = nn.functional.cross_entropy(qmodel(x.contiguous(memory_format=torch.channels_last)),
+                                           y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return qmodel.eval()
+
+
+def build_quantized(fp: nn.Module, policy: Policy, method: str, ft_ds: ImageDataset, sigma: float,
+                    lr: float, seed: int) -> nn.Module:
+    """Quantize ``fp`` with ``policy`` (calibrated on noisy fine-tuning images) and fine-tune."""
+    q = quantize(fp, policy, method, calibration=calibration_batches(ft_ds, sigma=sigma, seed=seed))
+    return finetune(q, ft_ds, sigma, lr, seed=seed)
+
+
+@dataclass(frozen=True)
+class RewardContext:
+    """What a reward needs: the held-out images, sigma, FP reference numbers and (for ARQ) the
+    FP model's IRS cache with the certification settings it was made with."""
+
+    holdout: ImageDataset
+    sigma: float
+    fp_accuracy: float                 # clean top-1 (fraction) of the FP base classifier
+    fp_acr: float | None = None
+    cache_dir: Path | None = None
+    cert_cfg: CertifyConfig | None = None
+    cert_images: ImageDataset | None = None
+
+
+RewardFn = Callable[[nn.Module, RewardContext, Path], tuple[float, dict]]
+_REWARDS: dict[str, RewardFn] = {}
+
+
+def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+    def deco(fn: RewardFn) -> RewardFn:
+        _REWARDS[name] = fn
+        return fn
+    return deco
+
+
+def list_rewards() -> list[str]:
+    return sorted(_REWARDS)
+
+
+def get_reward(name: str) -> RewardFn:
+    if name not in _REWARDS:
+        raise RobustqError(f"unknown reward {name!r}; known: {', '.join(list_rewards())}")
+    return _REWARDS[name]
+
+
+@register_reward("haq")
+def haq_reward(q: nn.Module, ctx: RewardContext, work: Path) -> tuple[float, dict]:
+    acc = evaluate(q, ctx.holdout)["clean_accuracy"]
+    return 0.1 * 100 * (acc - ctx.fp_accuracy), {"accuracy": acc}
+
+
+@register_reward("arq")
+def arq_reward(q: nn.Module, ctx: RewardContext, work: Path, scale: float = 10.0,
+               acc_weight: float = 0.0) -> tuple[float, dict]:
+    if ctx.cache_dir is None or ctx.cert_cfg is None or ctx.fp_acr is None:
+        raise RobustqError("the ARQ reward needs the FP model's IRS cache")
+    acc = evaluate(q, ctx.holdout)["clean_accuracy"]
+    t0 = time.perf_counter()
+    s = irs_certify_dataset(q, ctx.cert_images, ctx.cert_cfg, ctx.cache_dir, work / "irs")
+    cert_s = time.perf_counter() - t0
+    reward = scale * (s["acr"] - ctx.fp_acr) + acc_weight * (acc - ctx.fp_accuracy)
+    return reward, {"accuracy": acc, "acr": s["acr"],
+                    "smoothed_accuracy": s["smoothed_accuracy"], "certify_s": cert_s}

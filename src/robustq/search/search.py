@@ -1,0 +1,263 @@
+"""``run_search``: ARQ / HAQ (DDPG), random or uniform policies under a BitOPs budget.
+
+Steps (spec 03): FullRobustCertify (certify the FP model once on the held-out certification
+images, writing the IRS cache; ARQ only), then episodes. Each episode builds a policy (agent,
+random or uniform), enforces the budget, quantizes, fine-tunes, scores it with the reward, and
+appends one line to ``episodes.jsonl`` (policy, BitOPs, reward, accuracy, ACR, times). After each
+episode the agent (networks, optimizers, replay, generators), the episode count and the best
+policy are saved atomically: a killed search resumes at the next episode and reproduces the
+episodes an uninterrupted search would have run.
+
+Output: ``best_policy.json``, ``best_model.safetensors`` (the best policy fine-tuned again from
+FP with the same recipe), and ``final.json``: the test-split evaluation with full (not
+incremental) certification (``evaluate_on_test``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robustq.certify.run import CertifyConfig, certify_dataset
+from robustq.data import load_dataset
+from robustq.data.dataset import ImageDataset
+from robustq.models import ModelCard
+from robustq.models.evaluate import evaluate
+from robustq.quant.checkpoint import load_model, save_quantized
+from robustq.quant.cost import model_cost
+from robustq.quant.policy import Policy
+from robustq.search.ddpg import DDPGAgent, DDPGConfig
+from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
+from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write, atomic_write_json
+from robustq.utils.provenance import provenance
+
+STRATEGIES = ("arq", "haq", "random", "uniform")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A search. sigma in [0, 1] pixel units (default: the checkpoint's); budget in % of FP32
+    BitOPs (uniform 4/4 = 1.5625); sizes are images; n, n_p are noise samples per image."""
+
+    checkpoint: str
+    data: str
+    strategy: str = "arq"
+    budget: float = 1.5625
+    episodes: int = 40
+    warmup: int = 20
+    method: str = "lsq"
+    sigma: float | None = None
+    finetune_images: int = 2000
+    finetune_lr: float = 1e-3
+    holdout_images: int = 500
+    cert_images: int = 50
+    n0: int = 100
+    n: int = 2000
+    n_p: int = 200
+    alpha: float = 0.001
+    b_min: int = 2
+    b_max: int = 8
+    uniform_bits: int = 4
+    batch_size: int = 400
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise RobustqError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if self.episodes < 1 or self.warmup < 0:
+            raise RobustqError("episodes must be >= 1 and warm-up >= 0")
+        if not 2 <= self.b_min <= self.b_max <= 8:
+            raise RobustqError(f"need 2 <= b_min <= b_max <= 8, got {self.b_min}, {self.b_max}")
+        if self.cert_images > self.holdout_images or self.cert_images < 1:
+            raise RobustqError("need 1 <= cert images <= held-out images")
+        if not 1 <= self.n_p <= self.n:
+            raise RobustqError(f"need 1 <= n_p <= n, got n_p={self.n_p}, n={self.n}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SearchConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RobustqError(f"unknown search config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class Search:
+    """A (resumable) search in ``out``."""
+
+    def __init__(self, cfg: SearchConfig, out: str | Path) -> None:
+        self.cfg, self.out = cfg, Path(out)
+        self.fp, meta = load_model(cfg.checkpoint)
+        self.fp.eval()
+        self.card = ModelCard.from_json(meta["card"])
+        self.sigma = cfg.sigma if cfg.sigma is not None else float(meta.get("sigma", 0.0))
+        self.shape = (self.card.in_channels, *self.card.input_size)
+        self.table = LayerTable(self.fp, self.shape)
+        self.budget = BitOpsBudget(cfg.budget, cfg.b_min, cfg.b_max)
+        self.budget.check(self.table)
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.out / "search.json"
+        if cfg_path.is_file():
+            old = json.loads(cfg_path.read_text())["config"]
+            if old != cfg.to_json():
+                raise RobustqError(f"{self.out}: holds a search with other settings; use a new "
+                                   "--out or the same options to resume")
+        else:
+            atomic_write_json(cfg_path, {"config": cfg.to_json(),
+                                         "provenance": provenance(cfg.seed, cfg.to_json())})
+        train = load_dataset(cfg.data, "train")
+        self.ft_ds, self.holdout = split_train(train, cfg.finetune_images, cfg.holdout_images,
+                                               cfg.seed)
+        self.states = self.table.states()
+        self.agent = DDPGAgent(self.states.shape[1], 128 * 2 * len(self.table),
+                               DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed + 1)     # random search
+
+    # ----- FullRobustCertify
+    def context(self) -> RewardContext:
+        fp_acc = evaluate(self.fp, self.holdout)["clean_accuracy"]
+        if self.cfg.strategy != "arq":
+            return RewardContext(self.holdout, self.sigma, fp_acc)
+        cert = self.holdout.spread(self.cfg.cert_images)
+        cc = self.cert_config(self.cfg.n, None)
+        s = certify_dataset(self.fp, cert, cc, self.out / "fp_cache", cache=True,
+                            model_info={"checkpoint": self.cfg.checkpoint})
+        return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.out / "fp_cache",
+                             self.cert_config(self.cfg.n, self.cfg.n_p), cert)
+
+    def cert_config(self, n: int, n_p: int | None) -> CertifyConfig:
+        c = self.cfg
+        return CertifyConfig(sigma=self.sigma, n0=c.n0, n=n, alpha=c.alpha,
+                             batch_size=c.batch_size, chunk=100, skip=1, max_images=None,
+                             seed=c.seed, n_p=n_p)
+
+    # ----- one episode
+    def propose(self, episode: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(states, actions, weight bits, activation bits) before budget enforcement."""
+        c, k = self.cfg, len(self.table)
+        if c.strategy == "uniform":
+            bits = np.full(k, c.uniform_bits)
+            return self.states, np.zeros(2 * k, np.float32), bits, bits.copy()
+        states = self.states.copy()
+        actions = np.zeros(2 * k, np.float32)
+        prev = 0.0
+        for t in range(2 * k):
+            states[t, 9] = prev
+            if c.strategy == "random":
+                actions[t] = self.rng.uniform()
+            else:
+                actions[t] = self.agent.act(states[t], episode)
+            prev = action_to_bits(float(actions[t]), c.b_min, c.b_max) / c.b_max
+        bits = np.array([action_to_bits(float(a), c.b_min, c.b_max) for a in actions])
+        return states, actions, bits[0::2], bits[1::2]
+
+    def run(self, progress: Callable[[int, int, dict], None] | None = None) -> dict[str, Any]:
+        ctx = self.context()
+        reward_fn = get_reward("arq" if self.cfg.strategy == "arq" else "haq")
+        start, best = self._resume()
+        episodes = 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
+        for ep in range(start, episodes):
+            t0 = time.perf_counter()
+            states, actions, w, a = self.propose(ep)
+            w, a = self.budget.enforce(self.table, w, a)
+            policy = self.table.policy(w, a)
+            t1 = time.perf_counter()
+            q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
+                                self.cfg.finetune_lr, self.cfg.seed + ep)
+            t2 = time.perf_counter()
+            reward, info = reward_fn(q, ctx, self.out / "episodes" / f"{ep:04d}")
+            t3 = time.perf_counter()
+            if self.cfg.strategy in ("arq", "haq"):
+                self.agent.observe_episode(states, actions[:, None], reward,
+                                           update=ep >= self.cfg.warmup)
+            t4 = time.perf_counter()
+            line = {"episode": ep, "reward": reward, **info,
+                    "bitops_percent": self.table.bitops_percent(w, a),
+                    "policy": policy.to_json(), "finetune_s": t2 - t1,
+                    "reward_s": t3 - t2, "agent_s": (t1 - t0) + (t4 - t3),
+                    "episode_s": t4 - t0}
+            if best is None or reward > best["reward"]:
+                best = line
+            self._save(ep + 1, best, line)
+            if progress:
+                progress(ep + 1, episodes, line)
+        return best
+
+    # ----- persistence
+    def _resume(self) -> tuple[int, dict | None]:
+        path = self.out / "state.json"
+        if not path.is_file():
+            (self.out / "episodes.jsonl").unlink(missing_ok=True)
+            return 0, None
+        st = json.loads(path.read_text())
+        self.agent.load(load_file(self.out / "agent.safetensors"), st["agent"])
+        self.rng.bit_generator.state = st["rng"]
+        # drop log lines of an episode that was running when the search was killed
+        lines = (self.out / "episodes.jsonl").read_text().splitlines()[: st["episodes_done"]]
+        (self.out / "episodes.jsonl").write_text("".join(ln + "\n" for ln in lines))
+        return st["episodes_done"], st["best"]
+
+    def _save(self, done: int, best: dict, line: dict) -> None:
+        with open(self.out / "episodes.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        atomic_write(self.out / "agent.safetensors",
+                     lambda p: save_file(self.agent.tensors(), str(p)))
+        atomic_write_json(self.out / "state.json", {"episodes_done": done, "best": best,
+                                                    "agent": self.agent.scalars(),
+                                                    "rng": self.rng.bit_generator.state})
+
+    # ----- the result
+    def finish(self, test_images: int, test_n: int, test_skip: int | None = None
+               ) -> dict[str, Any]:
+        """Re-build the best policy from FP with the same recipe, save it, and evaluate it on
+        the test split with full certification (``test_images`` images, ``test_n`` samples)."""
+        best = json.loads((self.out / "state.json").read_text())["best"]
+        policy = Policy.from_json(best["policy"])
+        policy.save(self.out / "best_policy.json")
+        q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
+                            self.cfg.finetune_lr, self.cfg.seed)
+        save_quantized(self.out / "best_model.safetensors", q, self.card,
+                       {"sigma": self.sigma, "search": self.cfg.to_json(), "policy_reward": best})
+        final = evaluate_on_test(q, policy, self.cfg.data, self.sigma, test_images, test_n,
+                                 self.cfg, self.out / "final", self.shape, test_skip)
+        final["search_wall_s"] = sum(json.loads(ln)["episode_s"] for ln in
+                                     (self.out / "episodes.jsonl").read_text().splitlines())
+        atomic_write_json(self.out / "final.json", final)
+        return final
+
+
+def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: float,
+                     images: int, n: int, cfg: SearchConfig, out: Path,
+                     shape: tuple[int, int, int], skip: int | None = None) -> dict[str, Any]:
+    """Test-split numbers of one model: clean accuracy of the base classifier, and full
+    certification (every ``skip``-th image, at most ``images``; n samples, alpha = cfg.alpha):
+    smoothed accuracy, ACR, certified accuracy at 0/0.25/0.5/0.75/1.0; BitOPs % and size."""
+    test = load_dataset(data, "test")
+    skip = skip or max(1, len(test) // images)
+    cc = CertifyConfig(sigma=sigma, n0=cfg.n0, n=n, alpha=cfg.alpha, batch_size=cfg.batch_size,
+                       chunk=100, skip=skip, max_images=images, seed=cfg.seed,
+                       radii=(0.0, 0.25, 0.5, 0.75, 1.0))
+    s = certify_dataset(model, test, cc, out)
+    chosen = ImageDataset(test.images[cc.indices(len(test))], test.labels[cc.indices(len(test))],
+                          test.classes, test.source, test.split)
+    cost = model_cost(model, policy, shape) if policy is not None else None
+    return {"clean_accuracy": evaluate(model, chosen)["clean_accuracy"],
+            "smoothed_accuracy": s["smoothed_accuracy"], "acr": s["acr"],
+            "certified_accuracy": s["certified_accuracy"], "images": s["images"], "n": n,
+            "bitops_percent": cost.bitops_percent if cost else 100.0,
+            "size_kib": (cost.size_bytes if cost else 4 * sum(
+                p.numel() for p in model.parameters())) / 1024,
+            "certify_wall_s": s["wall_time_s"]}

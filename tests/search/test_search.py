@@ -1,0 +1,103 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from robustq.cli.main import app
+from robustq.search.search import Search, SearchConfig
+from robustq.utils.errors import RobustqError
+from tests.conftest import write_image_folder
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fp(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    write_image_folder(root / "data", classes=("a", "b", "c", "d"), per_class=10)
+    res = runner.invoke(app, ["train", "--data", str(root / "data"), "--arch", "small_cnn",
+                              "--epochs", "2", "--batch-size", "8", "--sigma", "0.25",
+                              "--out", str(root / "fp")])
+    assert res.exit_code == 0, res.output
+    return root
+
+
+def config(root, **kw):
+    base = dict(checkpoint=str(root / "fp" / "model.safetensors"), data=str(root / "data"),
+                strategy="haq", budget=5.0, episodes=5, warmup=2, finetune_images=12,
+                holdout_images=12, cert_images=4, n0=10, n=60, n_p=20, batch_size=100)
+    return SearchConfig(**(base | kw))
+
+
+def episodes(out):
+    lines = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+    return [(e["episode"], e["reward"], e["policy"], e["bitops_percent"]) for e in lines]
+
+
+@pytest.mark.parametrize("strategy", ["haq", "arq", "random"])
+def test_killed_search_resumes_into_the_same_episodes(fp, tmp_path, strategy):
+    cfg = config(fp, strategy=strategy)
+    Search(cfg, tmp_path / "full").run()
+
+    class Kill(Exception):
+        pass
+
+    def kill(done, total, line):
+        if done == 3:
+            raise Kill
+
+    with pytest.raises(Kill):
+        Search(cfg, tmp_path / "resumed").run(kill)
+    Search(cfg, tmp_path / "resumed").run()
+    full = episodes(tmp_path / "full")
+    assert len(full) == 5 and episodes(tmp_path / "resumed") == full
+    assert all(e[3] <= 5.0 + 1e-9 for e in full)          # every policy meets the budget
+
+
+def test_arq_search_certifies_fp_once_and_finishes_on_test(fp, tmp_path):
+    s = Search(config(fp, strategy="arq", episodes=3), tmp_path / "arq")
+    best = s.run()
+    assert (tmp_path / "arq" / "fp_cache" / "irs_cache.bin").is_file()
+    assert {"acr", "accuracy", "certify_s", "finetune_s", "agent_s"} <= set(best)
+    final = s.finish(test_images=6, test_n=50)
+    assert final["images"] == 6 and 0 <= final["acr"] and final["bitops_percent"] <= 5.0 + 1e-9
+    assert set(final["certified_accuracy"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert (tmp_path / "arq" / "best_policy.json").is_file()
+    assert (tmp_path / "arq" / "best_model.safetensors").is_file()
+
+
+def test_uniform_is_one_episode_at_its_bits(fp, tmp_path):
+    best = Search(config(fp, strategy="uniform", uniform_bits=4), tmp_path / "u").run()
+    assert best["episode"] == 0
+    assert {(b["w"], b["a"]) for b in best["policy"].values()} == {(4, 4)}
+
+
+def test_bad_settings(fp, tmp_path):
+    with pytest.raises(RobustqError, match="cannot be met"):
+        Search(config(fp, budget=0.1), tmp_path / "x")
+    with pytest.raises(RobustqError, match="unknown strategy"):
+        config(fp, strategy="evolution")
+    with pytest.raises(RobustqError, match="exceed"):
+        Search(config(fp, finetune_images=100), tmp_path / "y")
+    Search(config(fp), tmp_path / "z")
+    with pytest.raises(RobustqError, match="other settings"):
+        Search(config(fp, episodes=9), tmp_path / "z")
+
+
+def test_cli_search_and_compare(fp, tmp_path):
+    ckpt = str(fp / "fp" / "model.safetensors")
+    common = ["--data", str(fp / "data"), "--finetune-images", "12", "--holdout-images", "12"]
+    res = runner.invoke(app, ["search", ckpt, "--out", str(tmp_path / "s"), "--strategy", "random",
+                              "--budget", "5", "--episodes", "2", "--test-images", "0",
+                              "--cert-images", "4", *common])
+    assert res.exit_code == 0, res.output
+    best = json.loads((tmp_path / "s" / "state.json").read_text())["best"]
+    (tmp_path / "p.json").write_text(json.dumps(best["policy"]))
+    res = runner.invoke(app, ["compare", ckpt, str(tmp_path / "p.json"), "--out",
+                              str(tmp_path / "c"), "--test-images", "4", "--test-n", "40", *common])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "c" / "compare.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["FP32", "p"] and rows[0]["bitops_percent"] == 100.0
+    res = runner.invoke(app, ["search", ckpt, "--out", str(tmp_path / "bad"), "--budget", "0.01",
+                              "--cert-images", "4", *common])
+    assert res.exit_code == 2 and "cannot be met" in res.output and "Traceback" not in res.output
