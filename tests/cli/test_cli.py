@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from robustq.cli.main import app
@@ -54,3 +55,26 @@ def test_evaluate_refuses_mismatched_classes(tmp_path):
 def test_models_lists_architectures():
     res = run("models")
     assert res.exit_code == 0 and "resnet20" in res.output.split()
+
+
+def test_amplification_of_fp_and_quantized(tmp_path):
+    from robustq.models import ModelCard
+    from robustq.quant import quantize, uniform_policy
+    from robustq.quant.checkpoint import load_model, save_quantized
+
+    write_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=4)
+    assert run("train", "--data", tmp_path / "data", "--arch", "small_cnn", "--epochs", "1",
+               "--act-bound", "4", "--out", tmp_path / "run").exit_code == 0
+    fp_path = tmp_path / "run" / "model.safetensors"
+    fp, meta = load_model(fp_path)
+    assert meta["card"]["extra"] == {"act_bound": 4.0}
+    q = quantize(fp, uniform_policy(fp, 4, 4), "minmax", calibration=torch.rand(8, 3, 32, 32))
+    save_quantized(tmp_path / "q.safetensors", q, ModelCard.from_json(meta["card"]))
+    res = run("amplification", fp_path, tmp_path / "q.safetensors", "--data", tmp_path / "data",
+              "--attack", "fgsm", "--eps", "8/255", "--images", "6", "--out", tmp_path / "amp.json")
+    assert res.exit_code == 0, res.output
+    amp = json.loads((tmp_path / "amp.json").read_text())
+    assert amp["attack"] == "fgsm-linf-8/255" and len(amp["models"]) == 2
+    for m in amp["models"].values():
+        assert list(m["layers"]) == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+        assert all(v > 0 for v in m["layers"].values())

@@ -71,3 +71,28 @@ def test_frozen_model_computes_the_same_function(name, c, size):
     with torch.inference_mode():
         assert torch.allclose(frozen(x.contiguous(memory_format=torch.channels_last)), expected,
                               atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "small_cnn", "resnet18", "mobilenetv2"])
+def test_bounded_activations(arch):
+    from robustq.models.base import set_activation_bound
+
+    model = get_model(arch, num_classes=10, in_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        set_activation_bound(model, 1e-3)
+        assert not torch.equal(model(x), plain)
+        set_activation_bound(model, None)
+        if arch != "mobilenetv2":           # MobileNetV2 starts as ReLU6
+            assert torch.allclose(model(x), plain)
+    with pytest.raises(ValueError, match="bound must be > 0"):
+        set_activation_bound(model, 0.0)
+
+
+def test_card_rebuilds_the_bound():
+    from robustq.models import ModelCard
+
+    card = ModelCard("small_cnn", 10, 3, (0.5,) * 3, (0.25,) * 3, extra={"act_bound": 2.0})
+    model = ModelCard.from_json(card.to_json()).build()
+    assert {m.act_bound for m in model.modules() if hasattr(m, "act_bound")} == {2.0}

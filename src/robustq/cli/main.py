@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from robustq.cli.amplification_cmd import amplification_cmd
 from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
@@ -23,6 +24,7 @@ app.command("cost")(cost_cmd)
 app.command("bench")(bench_cmd)
 app.command("search")(search_cmd)
 app.command("compare")(compare_cmd)
+app.command("amplification")(amplification_cmd)
 
 
 @app.command("models")

@@ -12,7 +12,7 @@ import typer
 from robustq.cli.common import check_model_fits, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
-from robustq.models import ModelCard, get_model
+from robustq.models import ModelCard
 from robustq.models.evaluate import evaluate as evaluate_model
 from robustq.models.train import TrainConfig, train
 from robustq.quant.checkpoint import load_model
@@ -51,6 +51,9 @@ def train_cmd(
     eval_images: Annotated[int, typer.Option(help="test images evaluated per epoch")] = 2000,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization Lipschitz "
                                            "regularizer beta (0 = off)")] = 0.0,
+    act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) "
+                                                    "(Defensive Quantization; default: ReLU)")]
+    = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
@@ -64,9 +67,12 @@ def train_cmd(
                       flip=(c == 3) if flip is None else flip, seed=seed, eval_images=eval_images)
     mean, std = train_ds.channel_stats()
     card = ModelCard(arch=arch, num_classes=train_ds.num_classes, in_channels=c, mean=mean,
-                     std=std, classes=train_ds.classes, input_size=(h, w))
+                     std=std, classes=train_ds.classes, input_size=(h, w),
+                     extra={"act_bound": act_bound} if act_bound is not None else {})
+    if act_bound is not None and not act_bound > 0:
+        raise RobustqError(f"--act-bound must be > 0, got {act_bound}")
     seed_everything(seed)
-    model = get_model(arch, train_ds.num_classes, c, mean, std)
+    model = card.build()
     console.print(f"training {arch} on {train_ds.source} ({len(train_ds)} train, {len(test_ds)} "
                   f"test images), sigma={sigma}, {epochs} epochs -> {out}")
     if dq_beta < 0:

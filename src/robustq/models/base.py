@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -38,9 +39,30 @@ class ImageClassifier(nn.Module):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.normalize = Normalize(mean, std)
+        self.act_bound: float | None = None
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_normalized(self.normalize(x))
+
+
+def relu(x: torch.Tensor, bound: float | None = None) -> torch.Tensor:
+    """ReLU, or the bounded ReLU min(max(x, 0), bound) (ReLU6 for bound 6) that Defensive
+    Quantization pairs with activation quantization (a known, fixed activation range)."""
+    return F.relu(x) if bound is None else F.hardtanh(x, 0.0, bound)
+
+
+def set_activation_bound(model: nn.Module, bound: float | None) -> nn.Module:
+    """Bound every ReLU of a robustq model at ``bound`` (None: plain ReLU); in place."""
+    if bound is not None and not bound > 0:
+        raise ValueError(f"activation bound must be > 0, got {bound}")
+    found = False
+    for m in model.modules():
+        if hasattr(m, "act_bound"):
+            m.act_bound = bound
+            found = True
+    if not found and bound is not None:
+        raise ValueError(f"{type(model).__name__} has no boundable activations")
+    return model

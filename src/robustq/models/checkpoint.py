@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from robustq.models.base import ImageClassifier
+from robustq.models.base import ImageClassifier, set_activation_bound
 from robustq.models.registry import get_model
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write
@@ -37,7 +37,10 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> ImageClassifier:
-        return get_model(self.arch, self.num_classes, self.in_channels, self.mean, self.std)
+        model = get_model(self.arch, self.num_classes, self.in_channels, self.mean, self.std)
+        if "act_bound" in self.extra:       # bounded ReLU (Defensive Quantization)
+            set_activation_bound(model, self.extra["act_bound"])
+        return model
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustq.models.base import ImageClassifier
+from robustq.models.base import ImageClassifier, relu
 from robustq.models.registry import register_model
 
 # (expansion, out_planes, num_blocks, stride); CIFAR variant: stride 1 where ImageNet has 2 early.
@@ -25,10 +25,11 @@ class InvertedResidual(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
+        self.act_bound: float | None = 6.0         # ReLU6, as in the original
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu6(self.bn1(self.conv1(x)))
-        out = F.relu6(self.bn2(self.conv2(out)))
+        out = relu(self.bn1(self.conv1(x)), self.act_bound)
+        out = relu(self.bn2(self.conv2(out)), self.act_bound)
         out = self.bn3(self.conv3(out))
         return out + x if self.use_residual else out
 
@@ -48,10 +49,11 @@ class MobileNetV2(ImageClassifier):
         self.conv2 = nn.Conv2d(320, 1280, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(1280)
         self.fc = nn.Linear(1280, num_classes)
+        self.act_bound = 6.0
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu6(self.bn1(self.conv1(x)))
-        out = F.relu6(self.bn2(self.conv2(self.features(out))))
+        out = relu(self.bn1(self.conv1(x)), self.act_bound)
+        out = relu(self.bn2(self.conv2(self.features(out))), self.act_bound)
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustq.models.base import ImageClassifier
+from robustq.models.base import ImageClassifier, relu
 from robustq.models.registry import register_model
 from robustq.models.resnet_cifar import BasicBlock
 
@@ -25,7 +25,7 @@ class ResNet18(ImageClassifier):
         self.fc = nn.Linear(512, num_classes)
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn1(self.conv1(x)), self.act_bound)
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 

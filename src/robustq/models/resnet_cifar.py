@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustq.models.base import ImageClassifier
+from robustq.models.base import ImageClassifier, relu
 from robustq.models.registry import register_model
 
 
@@ -33,14 +33,15 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
+        self.act_bound: float | None = None
         if stride != 1 or in_planes != planes:
             self.shortcut = (PadShortcut(planes) if shortcut == "A" else nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn1(self.conv1(x)), self.act_bound)
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return relu(out + self.shortcut(x), self.act_bound)
 
 
 class CifarResNet(ImageClassifier):
@@ -65,7 +66,7 @@ class CifarResNet(ImageClassifier):
                 nn.init.kaiming_normal_(m.weight)
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn1(self.conv1(x)), self.act_bound)
         out = self.layer3(self.layer2(self.layer1(out)))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.fc(out)

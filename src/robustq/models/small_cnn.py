@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustq.models.base import ImageClassifier
+from robustq.models.base import ImageClassifier, relu
 from robustq.models.registry import register_model
 
 
@@ -24,11 +24,11 @@ class SmallCNN(ImageClassifier):
         self.fc2 = nn.Linear(128, num_classes)
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-        out = F.max_pool2d(F.relu(self.bn2(self.conv2(out))), 2)
-        out = F.relu(self.bn3(self.conv3(out)))
+        out = F.max_pool2d(relu(self.bn1(self.conv1(x)), self.act_bound), 2)
+        out = F.max_pool2d(relu(self.bn2(self.conv2(out)), self.act_bound), 2)
+        out = relu(self.bn3(self.conv3(out)), self.act_bound)
         out = F.adaptive_avg_pool2d(out, 4).flatten(1)
-        return self.fc2(F.relu(self.fc1(out)))
+        return self.fc2(relu(self.fc1(out), self.act_bound))
 
 
 @register_model("small_cnn")
