@@ -87,7 +87,7 @@ def test_other_settings_in_the_same_directory_are_refused(setup, tmp_path):
 def test_config_round_trips_through_json(setup):
     cfg = config(setup)
     assert BenchConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
-    with pytest.raises(RobustqError, match="unknown bench config"):
+    with pytest.raises(RobustqError, match="unknown bench option"):
         BenchConfig.from_json(cfg.to_json() | {"colour": 1})
 
 

@@ -56,3 +56,14 @@ def test_infeasible_budget_is_refused(table):
         BitOpsBudget(0.2).check(table)                  # all 2/2 bits is 0.39%
     with pytest.raises(RobustqError, match="cannot be met"):
         BitOpsBudget(-1).check(table)
+
+
+def test_search_config_round_trips_through_json():
+    import json
+
+    from robustq.search.search import SearchConfig
+
+    cfg = SearchConfig(checkpoint="c.safetensors", data="embedded", strategy="haq", episodes=7)
+    assert SearchConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    with pytest.raises(RobustqError, match="unknown search option"):
+        SearchConfig.from_json(cfg.to_json() | {"temperature": 1})

@@ -32,6 +32,7 @@ from robustq.models.train import TrainConfig
 from robustq.quant import uniform_policy
 from robustq.quant.checkpoint import load_model
 from robustq.quant.finetune import quantize_and_finetune
+from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json, atomic_write_npy
 from robustq.utils.provenance import provenance
@@ -116,10 +117,7 @@ class BenchConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BenchConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RobustqError(f"unknown bench config keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return from_dict(cls, d, "bench")
 
 
 def unit_name(label: str) -> str:

@@ -25,6 +25,7 @@ from robustq.models.augment import gaussian_noise, random_crop, random_flip
 from robustq.models.base import ImageClassifier
 from robustq.models.checkpoint import ModelCard, load_tensors, save_checkpoint, save_tensors
 from robustq.models.evaluate import evaluate
+from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.provenance import provenance
@@ -74,10 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrainConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RobustqError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return from_dict(cls, d, "training")
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:

@@ -37,6 +37,7 @@ from robustq.quant.policy import Policy
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
 from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
+from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write, atomic_write_json
 from robustq.utils.provenance import provenance
@@ -89,10 +90,7 @@ class SearchConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SearchConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RobustqError(f"unknown search config keys: {sorted(unknown)}")
-        return cls(**d)
+        return from_dict(cls, d, "search")
 
 
 class Search:

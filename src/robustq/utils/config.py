@@ -1,0 +1,21 @@
+"""Config files are data: dataclasses filled from JSON/YAML dicts, unknown keys refused."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+from robustq.utils.errors import RobustqError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
+    """``cls(**d)`` for a dataclass ``cls``, refusing keys it does not know; JSON lists become
+    tuples where the field's default is a tuple."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise RobustqError(f"unknown {what} option(s): {', '.join(sorted(unknown))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple)
+                  else v for k, v in d.items()})
