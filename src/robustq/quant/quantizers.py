@@ -23,7 +23,11 @@ FP_BITS = 32
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
-    """round(x) forward, identity backward."""
+    """round(x) forward, identity backward. Without autograd (inference, certification) it is
+    plain ``round``: the same values (round(x) - x is exact in floating point, so x + (round(x)
+    - x) == round(x)) in one pass instead of three."""
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return torch.round(x)
     return x + (torch.round(x) - x).detach()
 
 
