@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from robustq.bench import metrics
+from robustq.bench.findings import check_findings
 from robustq.bench.runner import CONFIG_FILE, BenchConfig, unit_name
 from robustq.bench.systematic import VARIANTS
 from robustq.utils.errors import RobustqError
@@ -108,6 +109,7 @@ def summarize_run(out: str | Path) -> dict[str, Any]:
               "autoattack_images": cfg.autoattack_images,
               "mce_reference": "FP model of the same architecture (the run's checkpoint)",
               "provenance": provenance(cfg.seed, cfg.to_json())}
+    result["findings"] = check_findings(result)
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
     w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")

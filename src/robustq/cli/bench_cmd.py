@@ -95,4 +95,8 @@ def bench_cmd(
         if r.get("masking"):
             parts.append("[yellow]gradient masking (Square beat white-box)[/]")
         console.print(f"{r['model']:>12}: " + ", ".join(parts))
+    for f in result["findings"]:
+        verdict = {True: "[green]holds[/]", False: "[red]does not hold[/]",
+                   None: "[yellow]not enough data[/]"}[f["holds"]]
+        console.print(f"finding {f['claim']}: {verdict}")
     console.print(f"-> {out / 'results.csv'}, {out / 'results.json'}")

@@ -1,0 +1,88 @@
+"""RobustMQ's four findings (spec 04), re-measured on a benchmark's results instead of assumed.
+
+``check_findings(result)`` takes ``summarize_run``'s output and returns one record per claim
+with ``holds`` (True / False / None when the run lacks the data), a one-line verdict and the
+numbers behind it. Adversarial robustness is WCAR where AutoAttack ran, else the gradient-only
+WCAR; natural robustness is mNR; systematic robustness is ACC_s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+
+def _adv(r: dict) -> float | None:
+    return r.get("wcar", r.get("wcar_gradient"))
+
+
+def _metric(models: list[dict], key) -> dict[str, float]:
+    return {r["model"]: v for r in models if (v := key(r)) is not None and not np.isnan(v)}
+
+
+def _vs_fp(models: list[dict], key, higher: bool) -> dict[str, Any] | None:
+    vals = _metric(models, key)
+    if "fp" not in vals or len(vals) < 2:
+        return None
+    q = {k: v for k, v in vals.items() if k != "fp"}
+    share = float(np.mean([(v > vals["fp"]) if higher else (v < vals["fp"]) for v in q.values()]))
+    return {"fp": vals["fp"], "quantized_mean": float(np.mean(list(q.values()))),
+            "share_of_quantized_models": share}
+
+
+def _trend(models: list[dict], key) -> dict[str, float] | None:
+    """Spearman correlation of bit-width with the metric, per method (quantized models only)."""
+    out = {}
+    for method in sorted({r["method"] for r in models if r["method"] != "fp"}):
+        pts = [(r["bits"], key(r)) for r in models if r["method"] == method and key(r) is not None]
+        if len(pts) >= 3 and len({b for b, _ in pts}) >= 3 and len({v for _, v in pts}) >= 2:
+            rho = spearmanr(*zip(*pts, strict=True)).statistic
+            out[method] = float(rho)
+    return out or None
+
+
+def check_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
+    models = result["models"]
+    adv, nat = _vs_fp(models, _adv, higher=True), _vs_fp(models, lambda r: r.get("mnr"), False)
+    sys_ = _vs_fp(models, lambda r: r.get("acc_s"), higher=False)
+    parts = [p for p in (adv, nat, sys_) if p is not None]
+    f1 = {"claim": "1. quantized models are more robust to attacks than FP, less robust to natural "
+                   "corruptions and systematic noise",
+          "adversarial": adv, "natural": nat, "systematic": sys_,
+          "holds": None if len(parts) < 3 else all(p["share_of_quantized_models"] > 0.5
+                                                   for p in parts)}
+    t_adv, t_nat = _trend(models, _adv), _trend(models, lambda r: r.get("mnr"))
+    t_sys = _trend(models, lambda r: r.get("acc_s"))
+    trends = [t for t in (t_adv, t_nat, t_sys) if t is not None]
+    f2 = {"claim": "2. more bits: less adversarial robustness, more natural and systematic "
+                   "robustness (Spearman rho of bits vs metric, per method)",
+          "adversarial": t_adv, "natural": t_nat, "systematic": t_sys,
+          "holds": None if len(trends) < 3 else (
+              np.mean(list(t_adv.values())) < 0 and np.mean(list(t_nat.values())) > 0
+              and np.mean(list(t_sys.values())) > 0)}
+    ranks: dict[str, list[int]] = {}
+    for r in models:
+        for i, c in enumerate(r.get("corruption_ranking", [])):
+            ranks.setdefault(c, []).append(i)
+    mean_rank = {c: float(np.mean(v)) for c, v in ranks.items()}
+    order = sorted(mean_rank, key=mean_rank.get)
+    f3 = {"claim": "3. impulse noise and glass blur hurt most, brightness least",
+          "mean_rank_most_harmful_first": {c: round(mean_rank[c], 2) for c in order},
+          "holds": None if not order or not {"impulse_noise", "glass_blur", "brightness"} <= set(
+              order) else (set(order[:2]) == {"impulse_noise", "glass_blur"}
+                           and order[-1] == "brightness")}
+    sys_acc: dict[str, list[float]] = {}
+    for r in models:
+        for v, a in r.get("systematic_accuracy", {}).items():
+            sys_acc.setdefault(v, []).append(a)
+    mean_acc = {v: float(np.mean(a)) for v, a in sys_acc.items()}
+    worst = sorted(mean_acc, key=mean_acc.get)
+    resize = [v for v in worst if v.startswith("resize")]
+    gentle = ("bilinear", "linear", "bicubic", "cubic", "area")
+    f4 = {"claim": "4. nearest-neighbour interpolation hurts most; bilinear, cubic and area least",
+          "mean_accuracy_worst_first": {v: round(mean_acc[v], 4) for v in worst},
+          "holds": None if len(resize) < 4 else (
+              "nearest" in resize[0] and all(v.rsplit("-", 1)[1] in gentle for v in resize[-3:]))}
+    return [f1, f2, f3, f4]

@@ -1,0 +1,39 @@
+from robustq.bench.corruptions import BENCHMARK
+from robustq.bench.findings import check_findings
+from robustq.bench.systematic import VARIANTS
+
+
+def model(name, method, bits, wcar, mnr, acc_s, ranking, sys_acc):
+    return {"model": name, "method": method, "bits": bits, "wcar": wcar, "mnr": mnr,
+            "acc_s": acc_s, "corruption_ranking": ranking, "systematic_accuracy": sys_acc}
+
+
+def robustmq_like():
+    """Data built to agree with all four findings."""
+    ranking = ["impulse_noise", "glass_blur"] + [c for c in BENCHMARK if c not in (
+        "impulse_noise", "glass_blur", "brightness")] + ["brightness"]
+    good = {"bilinear", "linear", "area", "bicubic", "cubic"}
+    sys_acc = {v: 0.5 if "nearest" in v else 0.9 if v.rsplit("-", 1)[1] in good else 0.8
+               for v in VARIANTS}
+    models = [model("fp", "fp", 32, 0.10, 0.70, 0.85, ranking, sys_acc)]
+    for m in ("lsq", "pact"):
+        for b in (2, 4, 6, 8):
+            models.append(model(f"{m}_w{b}a{b}", m, b, 0.30 - 0.02 * b, 0.40 + 0.03 * b,
+                                0.60 + 0.02 * b, ranking, sys_acc))
+    return {"models": models}
+
+
+def test_all_four_hold_on_data_that_agree():
+    f = check_findings(robustmq_like())
+    assert [x["holds"] for x in f] == [True, True, True, True]
+
+
+def test_findings_can_fail_and_can_lack_data():
+    res = robustmq_like()
+    for r in res["models"][1:]:
+        r["wcar"] = 0.05                          # quantized less robust to attacks than FP
+        r["corruption_ranking"] = list(reversed(r["corruption_ranking"]))
+    f = check_findings(res)
+    assert f[0]["holds"] is False
+    assert check_findings({"models": res["models"][:1]})[0]["holds"] is None
+    assert check_findings({"models": []})[3]["holds"] is None
