@@ -24,11 +24,10 @@ from robustq.bench.attacks import FGSM, PGD, attack_correct, predict_batches
 from robustq.data import load_dataset
 from robustq.models import ModelCard
 from robustq.models.base import set_activation_bound
-from robustq.models.train import TrainConfig
 from robustq.quant import uniform_policy
 from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import error_amplification
-from robustq.quant.finetune import quantize_and_finetune
+from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils import atomic_write_json, provenance
 
 
@@ -82,9 +81,7 @@ def main() -> None:
                 cell_card = ModelCard.from_json({**card.to_json(),
                                                  "extra": {"act_bound": args.act_bound}})
             if not (cell / "model.safetensors").is_file():
-                cfg = TrainConfig(arch=card.arch, epochs=args.epochs, lr=args.lr,
-                                  schedule="cosine", sigma=args.sigma, seed=0, eval_images=0,
-                                  crop_padding=4, flip=True)
+                cfg = finetune_config(card, args.epochs, args.lr, args.sigma)
                 quantize_and_finetune(base, cell_card, uniform_policy(base, args.w_bits, bits),
                                       args.method, train_ds, test.subset([]), cfg, cell,
                                       resume=True, dq_beta=args.beta if variant == "dq" else 0.0,

@@ -19,10 +19,9 @@ from pathlib import Path
 from robustq.data import load_dataset
 from robustq.models import ModelCard
 from robustq.models.evaluate import evaluate
-from robustq.models.train import TrainConfig
 from robustq.quant import model_cost, uniform_policy
 from robustq.quant.checkpoint import load_model
-from robustq.quant.finetune import quantize_and_finetune
+from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils import atomic_write_json, provenance
 
 
@@ -55,10 +54,7 @@ def main() -> None:
             cell = out / f"{method}_w{bits}a{bits}"
             policy = uniform_policy(fp, bits, bits)
             if not (cell / "model.safetensors").is_file():
-                cfg = TrainConfig(arch=card.arch, epochs=args.epochs, lr=args.lr,
-                                  schedule="cosine", sigma=sigma, seed=0, eval_images=0,
-                                  crop_padding=4 if card.in_channels == 3 else 2,
-                                  flip=card.in_channels == 3)
+                cfg = finetune_config(card, args.epochs, args.lr, sigma)
                 quantize_and_finetune(fp, card, policy, method, train_ds, test_ds, cfg, cell,
                                       resume=True, finetune=method != "minmax",
                                       base_meta={"checkpoint": args.checkpoint})

@@ -28,10 +28,9 @@ from robustq.data import load_dataset
 from robustq.data.dataset import ImageDataset, spread_indices
 from robustq.data.imagefolder import read_encoded
 from robustq.models import ModelCard
-from robustq.models.train import TrainConfig
 from robustq.quant import uniform_policy
 from robustq.quant.checkpoint import load_model
-from robustq.quant.finetune import quantize_and_finetune
+from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json, atomic_write_npy
@@ -91,8 +90,13 @@ class BenchConfig:
         if any(e <= 0 for e in (*self.linf_eps, *self.l2_eps, *self.autoattack_eps)):
             raise RobustqError("every eps must be > 0")
 
+    def models(self) -> list[tuple[str, str, int]]:
+        """(key, method, bits) of every model in the grid, the FP model first."""
+        return [("fp", "fp", 32)] + [(f"{m}_w{b}a{b}", m, b) for m in self.methods
+                                     for b in self.bits]
+
     def model_keys(self) -> list[str]:
-        return ["fp"] + [f"{m}_w{b}a{b}" for m in self.methods for b in self.bits]
+        return [key for key, _, _ in self.models()]
 
     def attack_positions(self) -> np.ndarray:
         """Positions (into the benchmark's images) of the FGSM/PGD images."""
@@ -174,15 +178,12 @@ class BenchRun:
         return load_model(path)[0].eval()
 
     def _finetune(self, key: str) -> None:
-        method, wa = key.split("_")
-        bits = int(wa[1:wa.index("a")])
+        _, method, bits = next(m for m in self.cfg.models() if m[0] == key)
         fp, meta = load_model(self.cfg.checkpoint)
         card = ModelCard.from_json(meta["card"])
         train_ds = load_dataset(self.cfg.data, "train").spread(self.cfg.finetune_images)
-        tcfg = TrainConfig(arch=card.arch, epochs=self.cfg.finetune_epochs, lr=self.cfg.finetune_lr,
-                           schedule="cosine", sigma=meta.get("sigma", 0.0), seed=self.cfg.seed,
-                           eval_images=0, crop_padding=4 if card.in_channels == 3 else 2,
-                           flip=card.in_channels == 3)
+        tcfg = finetune_config(card, self.cfg.finetune_epochs, self.cfg.finetune_lr,
+                               meta.get("sigma", 0.0), self.cfg.seed)
         quantize_and_finetune(fp, card, uniform_policy(fp, bits, bits), method, train_ds,
                               self.ds.subset([]), tcfg, self.model_dir(key), resume=True,
                               finetune=method != "minmax",

@@ -33,11 +33,11 @@ def _load(out: Path, model: str, family: str, name: str) -> np.ndarray | None:
     return np.load(path, allow_pickle=False) if path.is_file() else None
 
 
-def _model_record(out: Path, cfg: BenchConfig, key: str) -> dict[str, Any] | None:
+def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
+                  bits: int) -> dict[str, Any] | None:
     clean = _load(out, key, "clean", "clean")
     if clean is None:
         return None
-    method, bits = ("fp", 32) if key == "fp" else (key.split("_")[0], int(key.split("_w")[1][0]))
     rec: dict[str, Any] = {"model": key, "method": method, "bits": bits,
                            "clean_accuracy": float(clean.mean())}
     if "adversarial" in cfg.families:
@@ -97,7 +97,7 @@ def summarize_run(out: str | Path) -> dict[str, Any]:
     if not (out / CONFIG_FILE).is_file():
         raise RobustqError(f"{out}: not a benchmark directory (no {CONFIG_FILE})")
     cfg = BenchConfig.from_json(json.loads((out / CONFIG_FILE).read_text())["config"])
-    records = [r for k in cfg.model_keys() if (r := _model_record(out, cfg, k)) is not None]
+    records = [r for k, m, b in cfg.models() if (r := _model_record(out, cfg, k, m, b)) is not None]
     fp = next((r for r in records if r["model"] == "fp"), None)
     for r in records:
         if fp and r.get("corruption_accuracy") and fp.get("corruption_accuracy"):

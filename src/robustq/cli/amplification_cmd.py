@@ -36,7 +36,10 @@ def amplification_cmd(
 ) -> None:
     """Per-layer error amplification of adversarial perturbations (Lin et al. 2019)."""
     set_threads(threads)
-    (eps_value,) = _floats(eps) or (0.0,)
+    values = _floats(eps)
+    if len(values) != 1:
+        raise typer.BadParameter(f"--eps takes one budget, got {eps!r}")
+    eps_value = values[0]
     att = get_attack(attack, norm, eps_value, seed=seed)
     ds = load_dataset(data, "test").spread(images)
     x, y = ds.tensors()

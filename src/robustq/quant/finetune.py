@@ -20,6 +20,15 @@ from robustq.quant.quantizers import pact_penalty
 from robustq.utils.provenance import provenance
 
 
+def finetune_config(card: ModelCard, epochs: int, lr: float, sigma: float,
+                    seed: int = 0) -> TrainConfig:
+    """The short fine-tuning recipe shared by benchmarks and the grid: cosine schedule, no
+    per-epoch evaluation, crop (4 px for RGB, 2 otherwise) and flips for RGB images."""
+    rgb = card.in_channels == 3
+    return TrainConfig(arch=card.arch, epochs=epochs, lr=lr, schedule="cosine", sigma=sigma,
+                       seed=seed, eval_images=0, crop_padding=4 if rgb else 2, flip=rgb)
+
+
 def calibration_batches(ds: ImageDataset, images: int = 512, batch: int = 128,
                         sigma: float = 0.0, seed: int = 0) -> list[torch.Tensor]:
     """``images`` evenly spaced training images (with the training noise, if any) in batches."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import truncnorm
 from torch import nn
 
 
@@ -55,8 +56,6 @@ class Critic(nn.Module):
 def truncated_normal(rng: np.random.Generator, mean: float, sigma: float, lo: float = 0.0,
                      hi: float = 1.0) -> float:
     """A draw from N(mean, sigma^2) conditioned on [lo, hi] (inverse-CDF, exact)."""
-    from scipy.stats import truncnorm
-
     if sigma <= 0:
         return float(np.clip(mean, lo, hi))
     a, b = (lo - mean) / sigma, (hi - mean) / sigma

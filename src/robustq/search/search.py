@@ -28,7 +28,6 @@ from torch import nn
 
 from robustq.certify.run import CertifyConfig, certify_dataset
 from robustq.data import load_dataset
-from robustq.data.dataset import ImageDataset
 from robustq.models import ModelCard
 from robustq.models.evaluate import evaluate
 from robustq.quant.checkpoint import load_model, save_quantized
@@ -249,8 +248,7 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
                        chunk=100, skip=skip, max_images=images, seed=cfg.seed,
                        radii=(0.0, 0.25, 0.5, 0.75, 1.0))
     s = certify_dataset(model, test, cc, out)
-    chosen = ImageDataset(test.images[cc.indices(len(test))], test.labels[cc.indices(len(test))],
-                          test.classes, test.source, test.split)
+    chosen = test.subset(cc.indices(len(test)))
     cost = model_cost(model, policy, shape) if policy is not None else None
     return {"clean_accuracy": evaluate(model, chosen)["clean_accuracy"],
             "smoothed_accuracy": s["smoothed_accuracy"], "acr": s["acr"],
