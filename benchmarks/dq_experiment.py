@@ -3,7 +3,7 @@
 From one FP checkpoint, for each activation bit-width: a vanilla quantized model (plain
 quantization-aware fine-tuning) and a DQ model (the same fine-tuning plus beta * sum ||W^T W - I||^2
 and bounded ReLUs), same architecture, method, weight bits, data, epochs and seed. Each model
-(and the FP one) is evaluated on evenly spaced test images: clean accuracy, FGSM and PGD
+(and the FP one) is evaluated on evenly spaced test images (250 by default): clean accuracy, FGSM and PGD
 (l_inf, 20 steps) accuracy at each eps, and per-layer error amplification under PGD at the
 largest eps. Cells are resumable (finished fine-tunings are reused); results go to
 --out/dq.json and a Markdown table is printed.
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--sigma", type=float, default=0.0, help="training noise (0: plain)")
     ap.add_argument("--train-images", type=int, default=10_000)
-    ap.add_argument("--test-images", type=int, default=500)
+    ap.add_argument("--test-images", type=int, default=250)
     ap.add_argument("--eps", type=float, nargs="+", default=[2 / 255, 4 / 255, 8 / 255])
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--out", default="runs/bench/dq")
@@ -68,9 +68,20 @@ def main() -> None:
     train_ds = load_dataset(args.data, "train").spread(args.train_images)
     test = load_dataset(args.data, "test").spread(args.test_images)
     x, y = test.tensors()
-    torch.manual_seed(0)
-    rows = [{"model": "FP32", "a_bits": 32, **evaluate_model(fp, x, y, args.eps, args.batch)}]
-    print(json.dumps({k: v for k, v in rows[-1].items() if k != "amplification"}), flush=True)
+
+    def evaluated(name: str, model, head: dict) -> dict:
+        """One row, computed once: rows are stored as they finish, so a killed run resumes."""
+        path = out / "rows" / f"{name}.json"
+        if path.is_file():
+            row = json.loads(path.read_text())
+        else:
+            torch.manual_seed(0)
+            row = {**head, **evaluate_model(model, x, y, args.eps, args.batch)}
+            atomic_write_json(path, row)
+        print(json.dumps({k: v for k, v in row.items() if k != "amplification"}), flush=True)
+        return row
+
+    rows = [evaluated("fp32", fp, {"model": "FP32", "a_bits": 32})]
     for bits in args.act_bits:
         for variant in ("vanilla", "dq"):
             cell = out / f"{variant}_w{args.w_bits}a{bits}"
@@ -87,10 +98,7 @@ def main() -> None:
                                       resume=True, dq_beta=args.beta if variant == "dq" else 0.0,
                                       base_meta={"checkpoint": args.checkpoint})
             q = load_model(cell / "model.safetensors")[0]
-            rows.append({"model": variant, "a_bits": bits,
-                         **evaluate_model(q, x, y, args.eps, args.batch)})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "amplification"}),
-                  flush=True)
+            rows.append(evaluated(cell.name, q, {"model": variant, "a_bits": bits}))
     atomic_write_json(out / "dq.json", {"rows": rows, "provenance": provenance(0, vars(args))})
     keys = [k for k in rows[0] if k not in ("model", "a_bits", "amplification")]
     print("| model | A bits | " + " | ".join(keys) + " | mean amplification |")

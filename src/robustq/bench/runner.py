@@ -124,6 +124,18 @@ class BenchConfig:
         return from_dict(cls, d, "bench")
 
 
+def deployed_files(data: str, indices: np.ndarray, images: np.ndarray) -> list[bytes]:
+    """The encoded files the systematic family decodes: the test split's own JPEG files, or,
+    for data stored as raw pixels or PNG, ``images`` encoded as JPEGs (quality 95)."""
+    try:
+        encoded = read_encoded(data, "test", indices)
+    except (RobustqError, OSError, ValueError):
+        encoded = []
+    if not encoded or not all(b[:2] == b"\xff\xd8" for b in encoded):
+        encoded = encode_images(images)
+    return encoded
+
+
 def unit_name(label: str) -> str:
     """A file-safe unit name (``pgd-linf-2/255`` -> ``pgd-linf-2of255``)."""
     return label.replace("/", "of")
@@ -241,13 +253,7 @@ class BenchRun:
 
     def _systematic(self, variant: str) -> torch.Tensor:
         if not hasattr(self, "_encoded"):
-            try:
-                self._encoded = read_encoded(self.cfg.data, "test", self.indices)
-            except (RobustqError, OSError, ValueError):
-                self._encoded = []
-            if not all(b[:2] == b"\xff\xd8" for b in self._encoded) or not self._encoded:
-                # not JPEG files (raw pixels, PNG): deploy the pixels as JPEGs (quality 95)
-                self._encoded = encode_images(self.ds.images)
+            self._encoded = deployed_files(self.cfg.data, self.indices, self.ds.images)
         size = self.cfg.resize_size if self.profile == "32" else None
         imgs = systematic_images(self._encoded, variant, self.ds.images.shape[-1], size)
         return ImageDataset(imgs, self.ds.labels, self.ds.classes, "", "").tensors()[0]

@@ -92,7 +92,21 @@ def throughput(out: Path) -> dict[str, float]:
         "total_seconds": round(sum(s for _, s in tot.values()), 1)}
 
 
-def summarize_run(out: str | Path) -> dict[str, Any]:
+def expected_units(cfg: BenchConfig) -> int:
+    """How many units one model of the grid has (the clean pass included)."""
+    n = 1
+    if "adversarial" in cfg.families:
+        n += len(cfg.attacks()) + (len(cfg.autoattack_eps) if cfg.autoattack_images else 0)
+    if "natural" in cfg.families:
+        n += len(cfg.corruptions) * len(cfg.severities)
+    if "systematic" in cfg.families:
+        n += len(VARIANTS)
+    return n
+
+
+def collect_results(out: str | Path) -> dict[str, Any]:
+    """The run's summary computed from its stored units (nothing is written); models and units
+    not run yet are simply absent, and ``units_done`` / ``units_planned`` say how far it got."""
     out = Path(out)
     if not (out / CONFIG_FILE).is_file():
         raise RobustqError(f"{out}: not a benchmark directory (no {CONFIG_FILE})")
@@ -110,6 +124,16 @@ def summarize_run(out: str | Path) -> dict[str, Any]:
               "mce_reference": "FP model of the same architecture (the run's checkpoint)",
               "provenance": provenance(cfg.seed, cfg.to_json())}
     result["findings"] = check_findings(result)
+    result["units_planned"] = expected_units(cfg) * len(cfg.models())
+    result["units_done"] = sum(1 for _ in (out / "cells").glob("*/*/*.npy"))
+    return result
+
+
+def summarize_run(out: str | Path) -> dict[str, Any]:
+    """``collect_results`` written to ``results.json`` and ``results.csv`` (atomically)."""
+    out = Path(out)
+    result = collect_results(out)
+    records = result["models"]
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
     w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")

@@ -132,16 +132,28 @@ def _row(idx, label, cert: Certificate, seconds, samples, seed, extra=()) -> lis
             f"{seconds:.3f}", samples, f"{cert.p_lower:.6f}", cert.count, seed, *extra]
 
 
-def _finish(out: Path, cfg: CertifyConfig, started: float) -> dict[str, Any]:
-    rows = _read_rows(out / TSV)
-    summary = summarize([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
-                        [float(r["radius"]) for r in rows], cfg.radii)
-    grid, curve = accuracy_curve([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
-                                 [float(r["radius"]) for r in rows], points=51)
+def summarize_rows(rows: list[dict[str, str]], radii: tuple[float, ...]) -> dict[str, Any]:
+    """ACR, certified accuracy at ``radii``, the certified-accuracy curve (51 radii), time and
+    samples of per-image rows as read from ``certify.tsv`` (a run's or a partial run's)."""
+    preds = [int(r["predict"]) for r in rows]
+    labels = [int(r["label"]) for r in rows]
+    rads = [float(r["radius"]) for r in rows]
+    summary = summarize(preds, labels, rads, radii)
+    grid, curve = accuracy_curve(preds, labels, rads, points=51)
     summary.update(curve={"radius": grid.round(4).tolist(), "certified_accuracy": curve.tolist()},
                    certify_time_s=round(sum(float(r["time"]) for r in rows), 2),
-                   samples=int(sum(int(r["samples"]) for r in rows)),
-                   wall_time_s=round(time.perf_counter() - started, 2))
+                   samples=int(sum(int(r["samples"]) for r in rows)))
+    return summary
+
+
+def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
+    """The complete per-image rows of a (possibly unfinished) run in ``out_dir``."""
+    return _read_rows(Path(out_dir) / TSV)
+
+
+def _finish(out: Path, cfg: CertifyConfig, started: float) -> dict[str, Any]:
+    summary = summarize_rows(_read_rows(out / TSV), cfg.radii)
+    summary["wall_time_s"] = round(time.perf_counter() - started, 2)
     atomic_write_json(out / SUMMARY, summary)
     return summary
 

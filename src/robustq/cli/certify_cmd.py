@@ -15,7 +15,7 @@ from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
 from robustq.models.compile import freeze_for_inference
-from robustq.quant.checkpoint import load_model
+from robustq.quant.checkpoint import checkpoint_cost, load_model
 from robustq.utils.errors import RobustqError
 
 
@@ -49,6 +49,7 @@ def certify_cmd(
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
     set_threads(threads)
     model, meta = load_model(checkpoint)
+    cost = checkpoint_cost(model, meta) if approx is None else None
     sigma = meta.get("sigma") if sigma is None else sigma
     if sigma is None:
         raise RobustqError(f"{checkpoint}: no sigma recorded; pass --sigma")
@@ -66,7 +67,8 @@ def certify_cmd(
                       "larger --skip spreads them over the whole split")
     if jit:
         model = freeze_for_inference(model, (batch, *ds.image_shape))
-    info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"]}
+    info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"],
+            **({"cost": cost} if cost is not None else {})}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),
                TimeRemainingColumn())

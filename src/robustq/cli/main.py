@@ -9,6 +9,7 @@ from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
+from robustq.cli.report_cmd import report_cmd
 from robustq.cli.search_cmd import compare_cmd, search_cmd
 from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
@@ -25,6 +26,7 @@ app.command("bench")(bench_cmd)
 app.command("search")(search_cmd)
 app.command("compare")(compare_cmd)
 app.command("amplification")(amplification_cmd)
+app.command("report")(report_cmd)
 
 
 @app.command("models")

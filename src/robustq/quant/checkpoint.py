@@ -9,7 +9,8 @@ from typing import Any
 from torch import nn
 
 from robustq.models.checkpoint import ModelCard, load_checkpoint, load_tensors, load_weights, save_checkpoint
-from robustq.quant.policy import Policy
+from robustq.quant.cost import model_cost
+from robustq.quant.policy import FP, Policy, uniform_policy
 from robustq.quant.quantize import get_policy, quantize
 from robustq.utils.errors import RobustqError
 
@@ -33,3 +34,15 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise RobustqError(f"{path}: quantized weights do not fit {card.arch}: {len(missing)} "
                            f"missing, {len(unexpected)} unexpected")
     return qmodel.eval(), meta
+
+
+def checkpoint_cost(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """BitOPs (% of FP32), size (KiB) and per-layer bits of a loaded checkpoint, FP or
+    quantized, as recorded beside results (FP models: 100%, 32-bit weights)."""
+    card = ModelCard.from_json(meta["card"])
+    shape = (card.in_channels, *card.input_size)
+    policy = (Policy.from_json(meta["quant"]["policy"]) if "quant" in meta
+              else uniform_policy(model, FP, FP, first_last_bits=None))
+    cost = model_cost(model, policy, shape)
+    return {"bitops_percent": cost.bitops_percent, "size_kib": cost.size_bytes / 1024,
+            "method": meta.get("quant", {}).get("method", "fp"), "policy": policy.to_json()}

@@ -1,0 +1,182 @@
+"""Find and read the results of robustq runs for the report; never write into a run.
+
+Every record keeps the files its numbers come from (``sources``) and what is missing from an
+unfinished run (``missing``): a half-finished run yields what it has plus a note, not an error.
+
+Run kinds, by the file that marks their directory:
+- ``certify`` / ``irs``: ``run.json`` + ``certify.tsv`` (+ ``summary.json`` once finished);
+- ``search``: ``search.json`` + ``episodes.jsonl``, ``state.json``, ``final.json``;
+- ``compare``: ``compare.json`` with per-model certification runs under ``runs/``;
+- ``bench``: ``bench.json`` + unit cells (summarized from the cells when ``results.json`` is
+  missing or older than the last unit);
+- ``dq``: ``dq.json`` (``benchmarks/dq_experiment.py``);
+- ``demo``: ``demo.json`` (timings of ``robustq demo``), whose sub-runs are found separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustq.bench.runner import CONFIG_FILE as BENCH_CONFIG
+from robustq.bench.tables import collect_results
+from robustq.certify.run import RUN, SUMMARY, read_rows, summarize_rows
+from robustq.utils.errors import RobustqError
+
+RADII = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class RunRecord:
+    """One run as the report sees it. ``name`` is its path relative to the report's inputs."""
+
+    kind: str
+    name: str
+    path: Path
+    data: dict[str, Any]
+    sources: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] | None = None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RobustqError(f"{path}: unreadable results file ({e})") from None
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:        # a line cut by a kill: the unit was not finished
+            break
+    return out
+
+
+def load_certify(path: Path, name: str) -> RunRecord:
+    meta = _json(path / RUN)
+    rec = RunRecord(meta.get("kind", "certify"), name, path, {"meta": meta},
+                    provenance=meta.get("provenance"))
+    planned = len(meta.get("data", {}).get("indices", []))
+    if (path / SUMMARY).is_file():
+        rec.data["summary"] = _json(path / SUMMARY)
+        rec.sources.append(path / SUMMARY)
+    else:
+        rows = read_rows(path)
+        rec.sources.append(path / "certify.tsv")
+        if rows:
+            radii = tuple(meta.get("config", {}).get("radii", RADII))
+            rec.data["summary"] = summarize_rows(rows, radii)
+        rec.missing.append(f"{name}: unfinished certification, {len(rows)} of {planned} images "
+                           "(numbers computed from certify.tsv so far)")
+    return rec
+
+
+def load_search(path: Path, name: str) -> RunRecord:
+    meta = _json(path / "search.json")
+    rec = RunRecord("search", name, path, {"config": meta["config"]},
+                    sources=[path / "search.json"], provenance=meta.get("provenance"))
+    rec.data["episodes"] = _jsonl(path / "episodes.jsonl")
+    rec.sources.append(path / "episodes.jsonl")
+    planned = 1 if meta["config"].get("strategy") == "uniform" else meta["config"]["episodes"]
+    if len(rec.data["episodes"]) < planned:
+        rec.missing.append(f"{name}: {len(rec.data['episodes'])} of {planned} episodes done")
+    if (path / "best_policy.json").is_file():
+        rec.data["policy"] = _json(path / "best_policy.json")
+        rec.sources.append(path / "best_policy.json")
+    elif rec.data["episodes"]:
+        rec.data["policy"] = max(rec.data["episodes"], key=lambda e: e["reward"])["policy"]
+        rec.sources.append(path / "episodes.jsonl")
+    if (path / "final.json").is_file():
+        rec.data["final"] = _json(path / "final.json")
+        rec.sources.append(path / "final.json")
+        if (path / "final" / SUMMARY).is_file():
+            rec.data["final_curve"] = _json(path / "final" / SUMMARY).get("curve")
+            rec.sources.append(path / "final" / SUMMARY)
+    else:
+        rec.missing.append(f"{name}: no test-split evaluation yet (final.json)")
+    return rec
+
+
+def load_compare(path: Path, name: str) -> RunRecord:
+    meta = _json(path / "compare.json")
+    rec = RunRecord("compare", name, path, {"rows": meta["rows"], "curves": {}},
+                    sources=[path / "compare.json"], provenance=meta.get("provenance"))
+    for row in meta["rows"]:
+        s = path / "runs" / row["name"] / SUMMARY
+        if s.is_file():
+            rec.data["curves"][row["name"]] = _json(s).get("curve")
+            rec.sources.append(s)
+    return rec
+
+
+def load_bench(path: Path, name: str) -> RunRecord:
+    meta = _json(path / BENCH_CONFIG)
+    results_path, units = path / "results.json", path / "units.jsonl"
+    fresh = results_path.is_file() and (not units.is_file() or
+                                        results_path.stat().st_mtime >= units.stat().st_mtime)
+    results = _json(results_path) if fresh else collect_results(path)
+    rec = RunRecord("bench", name, path, {"config": meta["config"], "results": results},
+                    sources=[results_path if fresh else path / "cells", path / BENCH_CONFIG],
+                    provenance=meta.get("provenance"))
+    done, planned = results.get("units_done"), results.get("units_planned")
+    if done is not None and planned is not None and done < planned:
+        rec.missing.append(f"{name}: benchmark unfinished, {done} of {planned} units "
+                           "(the tables show the finished cells)")
+    return rec
+
+
+def load_dq(path: Path, name: str) -> RunRecord:
+    meta = _json(path / "dq.json")
+    return RunRecord("dq", name, path, {"rows": meta["rows"]}, sources=[path / "dq.json"],
+                     provenance=meta.get("provenance"))
+
+
+def load_demo(path: Path, name: str) -> RunRecord:
+    meta = _json(path / "demo.json")
+    rec = RunRecord("demo", name, path, meta, sources=[path / "demo.json"],
+                    provenance=meta.get("provenance"))
+    if not meta.get("finished"):
+        rec.missing.append(f"{name}: the demo has not finished (last step: "
+                           f"{meta.get('step', 'unknown')})")
+    return rec
+
+
+# marker file -> loader; a directory with a marker is one run (its subdirectories belong to it)
+_MARKERS = (("search.json", load_search), ("compare.json", load_compare),
+            (BENCH_CONFIG, load_bench), ("dq.json", load_dq), (RUN, load_certify))
+
+
+def discover(paths: list[str | Path]) -> list[RunRecord]:
+    """Every run under ``paths`` (directories), in a stable order. Raises ``RobustqError`` for a
+    path that does not exist or holds no robustq results."""
+    records: list[RunRecord] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise RobustqError(f"{p}: no such run directory")
+        found = 0
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            here = Path(root)
+            name = str(here.relative_to(p.parent)) if here != p else p.name
+            if "demo.json" in files:
+                records.append(load_demo(here, name))
+                found += 1
+            for marker, loader in _MARKERS:
+                if marker in files:
+                    records.append(loader(here, name))
+                    found += 1
+                    dirs.clear()            # the run's own subdirectories belong to it
+                    break
+        if not found:
+            raise RobustqError(f"{p}: holds no robustq results (looked for "
+                               f"{', '.join(m for m, _ in _MARKERS)}, demo.json)")
+    return records
