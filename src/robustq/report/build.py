@@ -16,7 +16,7 @@ import numpy as np
 from robustq.bench.runner import METHODS
 from robustq.report import plots
 from robustq.report.collect import RunRecord, discover
-from robustq.report.page import bullets, details, figure, fmt, page, para, table
+from robustq.report.page import bullets, details, figure, fmt, page, para, row, table
 from robustq.report.samples import bench_samples
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
@@ -98,13 +98,13 @@ class _Report:
                                 "size_kib": f.get("size_kib")}, f.get("clean_accuracy"),
                                r.path / "final.json", r.data.get("final_curve"))
         for r in self.of("compare"):
-            for row in r.data["rows"]:
-                f = {**row, "certified_accuracy": {k[3:]: v for k, v in row.items()
-                                                   if k.startswith("ca_")}}
-                self._add_cert(f"{r.name}/{row['name']}", f"full n={row.get('n')}", f,
-                               {"bitops_percent": row.get("bitops_percent"),
-                                "size_kib": row.get("size_kib")}, row.get("clean_accuracy"),
-                               r.path / "compare.json", r.data["curves"].get(row["name"]))
+            for line in r.data["rows"]:
+                f = {**line, "certified_accuracy": {k[3:]: v for k, v in line.items()
+                                                    if k.startswith("ca_")}}
+                self._add_cert(f"{r.name}/{line['name']}", f"full n={line.get('n')}", f,
+                               {"bitops_percent": line.get("bitops_percent"),
+                                "size_kib": line.get("size_kib")}, line.get("clean_accuracy"),
+                               r.path / "compare.json", r.data["curves"].get(line["name"]))
         if not self.cert_rows:
             return ""
         out = table(CERT_HEADER, self.cert_rows, "Smoothed classifiers (sigma as each run "
@@ -137,9 +137,11 @@ class _Report:
                 warmup = max(warmup, c.get("warmup", 0))
             cost = [[k, float(np.mean([e[k] for e in eps])) if eps else None]
                     for k in ("finetune_s", "reward_s", "agent_s", "episode_s")]
+            shape = ("one policy" if c["strategy"] == "uniform" else
+                     f"{len(eps)} episodes (warm-up {c.get('warmup')})")
             out += f"<h3>{r.name}</h3>" + para(
-                f"strategy {c['strategy']}, budget {c['budget']}% BitOPs, {len(eps)} episodes "
-                f"(warm-up {c.get('warmup')}), method {c['method']}, reward on "
+                f"strategy {c['strategy']}, budget {c['budget']}% BitOPs, {shape}, "
+                f"method {c['method']}, reward on "
                 f"{c['holdout_images']} held-out training images"
                 + (f" ({c['cert_images']} certified, n={c['n']}, n_p={c['n_p']})"
                    if c["strategy"] == "arq" else ""), "muted")
@@ -148,7 +150,7 @@ class _Report:
             if r.data.get("policy"):
                 pol = r.data["policy"].get("layers", r.data["policy"])
                 out += figure(plots.policy_bits(pol), f"Per-layer bits of {r.name}'s best policy "
-                              f"(from {self.src(r.sources[-1])}); FP = full precision.",
+                              f"(from {self.src(r.data['policy_source'])}); FP = full precision.",
                               f"policy of {r.name}")
         if series:
             out += figure(plots.rewards(series, warmup), "Reward per episode (dotted: best so "
@@ -195,7 +197,7 @@ class _Report:
         metrics = [("clean_accuracy", "clean accuracy", False), ("wcar", "WCAR", False),
                    ("wcar_gradient", "WCAR (FGSM/PGD only)", False), ("mce", "mCE", True),
                    ("acc_s", "ACC_s (systematic)", False)]
-        figs = ""
+        figs = []
         for key, title, reverse in metrics:
             grid = np.full((len(methods), len(bits)), np.nan)
             for m in models:
@@ -203,10 +205,11 @@ class _Report:
                     grid[methods.index(m["method"]), bits.index(m["bits"])] = m[key]
             if np.isnan(grid).all():
                 continue
-            figs += figure(plots.heatmap(grid, methods, [f"{b}-bit" for b in bits],
+            figs.append(figure(plots.heatmap(grid, methods, [f"{b}-bit" for b in bits],
                                          f"{title} (FP: {fmt(fp.get(key))})", reverse=reverse),
-                           f"{title}, method x bits (blank: not run yet)", f"{title} heat map")
-        return figs
+                               f"{title}, method x bits (blank: not run yet)",
+                               f"{title} heat map"))
+        return row(figs)
 
     def _samples(self, r: RunRecord) -> str:
         try:

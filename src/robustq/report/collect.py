@@ -91,10 +91,10 @@ def load_search(path: Path, name: str) -> RunRecord:
         rec.missing.append(f"{name}: {len(rec.data['episodes'])} of {planned} episodes done")
     if (path / "best_policy.json").is_file():
         rec.data["policy"] = _json(path / "best_policy.json")
-        rec.sources.append(path / "best_policy.json")
+        rec.data["policy_source"] = path / "best_policy.json"
     elif rec.data["episodes"]:
         rec.data["policy"] = max(rec.data["episodes"], key=lambda e: e["reward"])["policy"]
-        rec.sources.append(path / "episodes.jsonl")
+        rec.data["policy_source"] = path / "episodes.jsonl"
     if (path / "final.json").is_file():
         rec.data["final"] = _json(path / "final.json")
         rec.sources.append(path / "final.json")

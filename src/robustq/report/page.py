@@ -28,8 +28,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "
           cls: str = "") -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     src = [h == "source" for h in header]
-    body = "".join("<tr>" + "".join(f'<td{" class=src" if s else ""}>{esc(fmt(c))}</td>'
-                                    for c, s in zip(r, src, strict=True)) + "</tr>"
+
+    def cell(c: Any, is_src: bool) -> str:
+        cls = "src" if is_src else "num" if isinstance(c, int | float) or c is None else ""
+        return f'<td class="{cls}">{esc(fmt(c))}</td>'
+
+    body = "".join("<tr>" + "".join(cell(c, s) for c, s in zip(r, src, strict=True)) + "</tr>"
                    for r in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<table class="{cls}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -48,6 +52,11 @@ def para(text: str, cls: str = "") -> str:
     return f'<p class="{cls}">{esc(text)}</p>'
 
 
+def row(parts: Sequence[str]) -> str:
+    """Side by side (wrapping on narrow screens)."""
+    return '<div class="row">' + "".join(parts) + "</div>"
+
+
 def details(summary: str, body: str) -> str:
     return f"<details><summary>{esc(summary)}</summary>{body}</details>"
 
@@ -61,8 +70,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 max-width:1100px;padding:0 1em;color:#222;line-height:1.4}
 h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th:first-child,td:first-child{text-align:left}td.src{text-align:left;font-size:11px;color:#555}th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.src{font-size:11px;color:#555}
+.row{display:flex;flex-wrap:wrap;gap:0 1.5em}th{background:#f3f3f3}
 caption{caption-side:bottom;font-size:12px;color:#666;text-align:left;padding-top:4px}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#666}.missing{background:#fff6e0;border:1px solid #f0c36d;

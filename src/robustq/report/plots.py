@@ -60,14 +60,15 @@ def acr_vs_bitops(points: Sequence[tuple[str, float, float]],
                   episodes: Sequence[tuple[float, float]] = ()) -> str:
     """ACR of each evaluated model (label, BitOPs %, ACR) with their Pareto front; search
     episodes (held-out, IRS) as faint points."""
-    fig = _figure()
+    fig = _figure(9.0, 3.8)
     ax = fig.add_subplot()
     if episodes:
         e = np.asarray(episodes)
         ax.scatter(e[:, 0], e[:, 1], s=10, color="0.7", label="search episodes (held-out, IRS)")
-    for label, b, a in points:
-        ax.scatter([b], [a], s=40, zorder=3)
-        ax.annotate(label, (b, a), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    markers = "osD^v<>ph*"
+    for k, (label, b, a) in enumerate(points):
+        ax.scatter([b], [a], s=45, zorder=3, marker=markers[k % len(markers)], label=label,
+                   alpha=0.85)
     front = pareto_front([(b, a) for _, b, a in points])
     if len(front) > 1:
         f = np.asarray(front)
@@ -75,7 +76,7 @@ def acr_vs_bitops(points: Sequence[tuple[str, float, float]],
     ax.set_xscale("log")
     ax.set(xlabel="BitOPs (% of FP32, log scale)", ylabel="ACR (l2)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside right upper", fontsize=7)
     return to_data_uri(fig)
 
 
@@ -122,12 +123,14 @@ def heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], title:
     fig = _figure(1.2 + 0.9 * len(cols), 0.9 + 0.45 * len(rows))
     ax = fig.add_subplot()
     v = np.ma.masked_invalid(np.asarray(values, float))
-    ax.imshow(v, cmap="viridis_r" if reverse else "viridis", aspect="auto")
+    im = ax.imshow(v, cmap="viridis_r" if reverse else "viridis", aspect="auto")
     for i in range(v.shape[0]):
         for j in range(v.shape[1]):
             if not np.ma.is_masked(v[i, j]):
+                r, g, b, _ = im.cmap(im.norm(float(v[i, j])))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b > 0.55      # bright cell: dark text
                 ax.text(j, i, fmt.format(float(v[i, j])), ha="center", va="center", fontsize=8,
-                        color="white")
+                        color="black" if dark else "white")
     ax.set_xticks(range(len(cols)), cols, fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_title(title, fontsize=9)
