@@ -15,6 +15,7 @@ largest eps. Cells are resumable (finished fine-tunings are reused); results go 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from robustq.quant import uniform_policy
 from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import error_amplification
 from robustq.quant.finetune import finetune_config, quantize_and_finetune
-from robustq.utils import atomic_write_json, provenance
+from robustq.report.plots import amplification
+from robustq.utils import atomic_write_bytes, atomic_write_json, provenance
 
 
 def evaluate_model(model, x, y, eps_list, batch) -> dict:
@@ -61,6 +63,7 @@ def main() -> None:
     ap.add_argument("--eps", type=float, nargs="+", default=[2 / 255, 4 / 255, 8 / 255])
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--out", default="runs/bench/dq")
+    ap.add_argument("--plot", default=None, help="also write the amplification plot (PNG) here")
     args = ap.parse_args()
     out = Path(args.out)
     fp, meta = load_model(args.checkpoint)
@@ -100,6 +103,9 @@ def main() -> None:
             q = load_model(cell / "model.safetensors")[0]
             rows.append(evaluated(cell.name, q, {"model": variant, "a_bits": bits}))
     atomic_write_json(out / "dq.json", {"rows": rows, "provenance": provenance(0, vars(args))})
+    if args.plot:
+        uri = amplification({f"{r['model']} a{r['a_bits']}": r["amplification"] for r in rows})
+        atomic_write_bytes(args.plot, base64.b64decode(uri.split(",", 1)[1]))
     keys = [k for k in rows[0] if k not in ("model", "a_bits", "amplification")]
     print("| model | A bits | " + " | ".join(keys) + " | mean amplification |")
     print("| --- " * (len(keys) + 3) + "|")

@@ -95,3 +95,20 @@ def test_cli_quantize_and_cost(tmp_path, tiny_rgb_dataset):
         res = run(app, ["quantize", str(tmp_path / "fp.safetensors"), "--data",
                         str(tmp_path / "data"), "--out", str(tmp_path / "x"), *bad])
         assert res.exit_code == 2 and msg in res.output, (bad, res.output)
+
+
+def test_cli_quantize_with_dq_regularizer_and_bounded_activations(tmp_path):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "data", per_class=8)
+    card = ModelCard("small_cnn", 2, 3, (0.5,) * 3, (0.25,) * 3, ("cat", "dog"), (32, 32))
+    save_checkpoint(tmp_path / "fp.safetensors", card.build(), card, {"sigma": 0.0})
+    args = ["quantize", str(tmp_path / "fp.safetensors"), "--data", str(tmp_path / "data"),
+            "--bits", "8/3", "--method", "pact", "--epochs", "1", "--dq-beta", "3e-4",
+            "--act-bound", "6", "--out", str(tmp_path / "q")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    loaded, meta = load_model(tmp_path / "q" / "model.safetensors")
+    assert meta["card"]["extra"]["act_bound"] == 6.0      # rebuilt with the bound on load
+    res = CliRunner().invoke(app, [*args[:-2], "--act-bound", "0", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--act-bound must be > 0" in res.output

@@ -13,6 +13,7 @@ from robustq.cli.progress import RichTrainReporter
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models import ModelCard
+from robustq.models.base import set_activation_bound
 from robustq.models.train import TrainConfig
 from robustq.quant import Policy, get_policy, model_cost, uniform_policy
 from robustq.quant.checkpoint import load_model
@@ -56,6 +57,8 @@ def quantize_cmd(
                                                      "training images")] = None,
     sigma: Annotated[float | None, typer.Option(help="noise std (default: checkpoint's)")] = None,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization beta (0 = off)")] = 0.0,
+    act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) for "
+                                                    "every activation (DQ: 6)")] = None,
     pact_lambda: float = 1e-4,
     seed: int = 0,
     resume: bool = False,
@@ -67,6 +70,12 @@ def quantize_cmd(
     if "quant" in meta:
         raise RobustqError(f"{checkpoint}: already quantized; start from an FP checkpoint")
     card = ModelCard.from_json(meta["card"])
+    if act_bound is not None:
+        if not act_bound > 0:
+            raise RobustqError(f"--act-bound must be > 0, got {act_bound}")
+        set_activation_bound(model, act_bound)
+        card = ModelCard.from_json({**card.to_json(),
+                                    "extra": {**card.extra, "act_bound": act_bound}})
     pol = resolve_policy(model, policy, bits, first_last)
     train_ds, test_ds = load_dataset(data, "train"), load_dataset(data, "test")
     if train_images is not None:
