@@ -2,7 +2,8 @@
 
 From one FP checkpoint, for each activation bit-width: a vanilla quantized model (plain
 quantization-aware fine-tuning) and a DQ model (the same fine-tuning plus beta * sum ||W^T W - I||^2
-and bounded ReLUs), same architecture, method, weight bits, data, epochs and seed. Each model
+and bounded ReLUs), same architecture, method, weight bits, data, epochs and seed; and the FP
+model through the same fine-tuning without quantization (the fair FP reference). Each model
 (and the FP one) is evaluated on evenly spaced test images (250 by default): clean accuracy, FGSM and PGD
 (l_inf, 20 steps) accuracy at each eps, and per-layer error amplification under PGD at the
 largest eps. Cells are resumable (finished fine-tunings are reused); results go to
@@ -29,6 +30,7 @@ from robustq.quant import uniform_policy
 from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import error_amplification
 from robustq.quant.finetune import finetune_config, quantize_and_finetune
+from robustq.quant.policy import FP
 from robustq.report.plots import amplification
 from robustq.utils import atomic_write_bytes, atomic_write_json, provenance
 
@@ -84,24 +86,35 @@ def main() -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "amplification"}), flush=True)
         return row
 
+    def trained(name: str, dq: bool, w_bits: int, a_bits: int):
+        """The cell's fine-tuned model (trained once, reused after): same data, epochs, lr and
+        seed for every cell; DQ adds the bounded ReLU and beta * the Lipschitz penalty."""
+        cell = out / name
+        base = load_model(args.checkpoint)[0]
+        cell_card = card
+        if dq:
+            set_activation_bound(base, args.act_bound)
+            cell_card = ModelCard.from_json({**card.to_json(),
+                                             "extra": {"act_bound": args.act_bound}})
+        if not (cell / "model.safetensors").is_file():
+            first_last = None if w_bits == FP else 8
+            cfg = finetune_config(card, args.epochs, args.lr, args.sigma)
+            quantize_and_finetune(base, cell_card, uniform_policy(base, w_bits, a_bits, first_last),
+                                  args.method, train_ds, test.subset([]), cfg, cell,
+                                  resume=True, dq_beta=args.beta if dq else 0.0,
+                                  base_meta={"checkpoint": args.checkpoint})
+        return load_model(cell / "model.safetensors")[0]
+
     rows = [evaluated("fp32", fp, {"model": "FP32", "a_bits": 32})]
     for bits in args.act_bits:
         for variant in ("vanilla", "dq"):
-            cell = out / f"{variant}_w{args.w_bits}a{bits}"
-            base = load_model(args.checkpoint)[0]
-            cell_card = card
-            if variant == "dq":
-                set_activation_bound(base, args.act_bound)
-                cell_card = ModelCard.from_json({**card.to_json(),
-                                                 "extra": {"act_bound": args.act_bound}})
-            if not (cell / "model.safetensors").is_file():
-                cfg = finetune_config(card, args.epochs, args.lr, args.sigma)
-                quantize_and_finetune(base, cell_card, uniform_policy(base, args.w_bits, bits),
-                                      args.method, train_ds, test.subset([]), cfg, cell,
-                                      resume=True, dq_beta=args.beta if variant == "dq" else 0.0,
-                                      base_meta={"checkpoint": args.checkpoint})
-            q = load_model(cell / "model.safetensors")[0]
-            rows.append(evaluated(cell.name, q, {"model": variant, "a_bits": bits}))
+            name = f"{variant}_w{args.w_bits}a{bits}"
+            rows.append(evaluated(name, trained(name, variant == "dq", args.w_bits, bits),
+                                  {"model": variant, "a_bits": bits}))
+    # the FP model through the same fine-tuning (no quantization): the fair FP reference when
+    # the checkpoint was trained with noise and the cells are fine-tuned without
+    rows.append(evaluated("fp32_finetuned", trained("fp32_finetuned", False, FP, FP),
+                          {"model": "FP32 fine-tuned", "a_bits": 32}))
     atomic_write_json(out / "dq.json", {"rows": rows, "provenance": provenance(0, vars(args))})
     if args.plot:
         uri = amplification({f"{r['model']} a{r['a_bits']}": r["amplification"] for r in rows})
