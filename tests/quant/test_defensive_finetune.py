@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -56,6 +57,15 @@ def test_amplification_is_zero_for_identical_inputs_and_positive_otherwise():
     assert len(same) == 20 and all(v == 0 for v in same.values())
     moved = error_amplification(model, x, (x + 0.03 * torch.randn_like(x)).clamp(0, 1))
     assert all(v > 0 for v in moved.values())
+
+
+def test_amplification_leaves_out_samples_whose_clean_output_is_zero():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3, bias=False)).eval()
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])   # first output is all zero
+    moved = x + torch.tensor([[0.1, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]])
+    amp = error_amplification(model, x, moved)
+    assert amp["1"] == pytest.approx(0.5)          # only the second sample: ||0.5 w|| / ||w||
+    assert np.isnan(error_amplification(model, x[:1], moved[:1])["1"])
 
 
 @pytest.mark.parametrize("method", ["dorefa", "pact", "lsq"])

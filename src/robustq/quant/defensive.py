@@ -28,7 +28,11 @@ def lipschitz_penalty(model: nn.Module, beta: float) -> torch.Tensor:
 def error_amplification(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor
                         ) -> dict[str, float]:
     """Per layer (Conv2d/Linear, by name, in order): mean over the batch of
-    ||a(x') - a(x)||_2 / ||a(x)||_2, where a is the layer's output. Zero when x' = x."""
+    ||a(x') - a(x)||_2 / ||a(x)||_2, where a is the layer's output. Zero when x' = x.
+
+    Samples whose clean output is exactly zero at a layer (a low-bit activation quantizer can
+    zero a whole input) have no defined ratio and are left out of that layer's mean; a layer
+    with no such sample gets NaN."""
     outputs: dict[str, list[torch.Tensor]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: outputs.setdefault(n, []).append(
         out.detach().flatten(1))) for n, m in quantizable_layers(model).items()]
@@ -43,6 +47,7 @@ def error_amplification(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Te
         model.train(was_training)
     result = {}
     for name, (clean, pert) in outputs.items():
-        ratio = (pert - clean).norm(dim=1) / clean.norm(dim=1).clamp(min=1e-12)
-        result[name] = float(ratio.mean())
+        norm = clean.norm(dim=1)
+        ratio = (pert - clean).norm(dim=1)[norm > 0] / norm[norm > 0]
+        result[name] = float(ratio.mean()) if len(ratio) else float("nan")
     return result

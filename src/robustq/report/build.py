@@ -236,7 +236,8 @@ class _Report:
             keys = [k for k in rows[0] if k not in ("model", "a_bits", "amplification")]
             out += table(["model", "A bits", *keys, "mean amplification"],
                          [[x["model"], x["a_bits"], *(x[k] for k in keys),
-                           float(np.mean(list(x["amplification"].values())))] for x in rows],
+                           float(np.nanmean(list(x["amplification"].values())))]
+                          for x in rows],
                          f"from {self.src(r.sources[0])}")
             curves = {f"{x['model']} a{x['a_bits']}": x["amplification"] for x in rows}
             out += figure(plots.amplification(curves), "Per-layer error amplification under "
