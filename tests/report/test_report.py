@@ -171,3 +171,22 @@ def test_headless_chromium_renders_plots_and_tables(demo, tmp_path):
     img = np.asarray(Image.open(shot).convert("L"))
     assert img.shape == (2400, 1200)
     assert img.std() > 20                # text, tables and plots, not a blank page
+
+
+def test_compare_table_rows_and_curves_reach_the_report(demo, tmp_path):
+    from robustq.cli.demo_cmd import EMBEDDED_MODEL
+    from robustq.data.embedded import embedded_dir
+
+    res = CliRunner().invoke(app, [
+        "compare", str(embedded_dir() / EMBEDDED_MODEL), str(demo / "search/arq/best_policy.json"),
+        "--out", str(tmp_path / "cmp"), "--finetune-images", "100", "--holdout-images", "50",
+        "--test-images", "10", "--test-n", "100"])
+    assert res.exit_code == 0, res.output
+    build_report([tmp_path / "cmp"], tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    rows = {r[0]: r for r in _table_rows(page, "model", "certification")}
+    table = json.loads((tmp_path / "cmp/compare.json").read_text())["rows"]
+    assert set(rows) == {f"cmp/{t['name']}" for t in table}
+    for t in table:
+        assert rows[f"cmp/{t['name']}"][6] == f"{t['acr']:.3f}"
+    assert "Certified accuracy versus radius" in page
