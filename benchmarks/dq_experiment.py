@@ -32,7 +32,7 @@ from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import error_amplification
 from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.quant.policy import FP
-from robustq.report.plots import amplification
+from robustq.report.plots import amplification, dq_styles
 from robustq.utils import atomic_write_bytes, atomic_write_json, provenance
 
 
@@ -121,7 +121,8 @@ def main() -> None:
                           {"model": "FP32 fine-tuned", "a_bits": 32}))
     atomic_write_json(out / "dq.json", {"rows": rows, "provenance": provenance(0, vars(args))})
     if args.plot:
-        uri = amplification({f"{r['model']} a{r['a_bits']}": r["amplification"] for r in rows})
+        uri = amplification({f"{r['model']} a{r['a_bits']}": r["amplification"] for r in rows},
+                            dq_styles(rows))
         atomic_write_bytes(args.plot, base64.b64decode(uri.split(",", 1)[1]))
     keys = [k for k in rows[0] if k not in ("model", "a_bits", "amplification")]
     print("| model | A bits | " + " | ".join(keys) + " | mean amplification |")

@@ -240,7 +240,8 @@ class _Report:
                           for x in rows],
                          f"from {self.src(r.sources[0])}")
             curves = {f"{x['model']} a{x['a_bits']}": x["amplification"] for x in rows}
-            out += figure(plots.amplification(curves), "Per-layer error amplification under "
+            out += figure(plots.amplification(curves, plots.dq_styles(rows)),
+                          "Per-layer error amplification under "
                           "PGD at the largest eps.", "error amplification")
         return out
 

@@ -154,13 +154,31 @@ def image_grid(images: Sequence[tuple[str, np.ndarray]], columns: int = 8) -> st
     return to_data_uri(fig)
 
 
-def amplification(curves: Mapping[str, Mapping[str, float]]) -> str:
-    """Per-layer error amplification ||a(x_adv) - a(x)|| / ||a(x)||, one line per model."""
+def amplification(curves: Mapping[str, Mapping[str, float]],
+                  styles: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """Per-layer error amplification ||a(x_adv) - a(x)|| / ||a(x)||, one line per model;
+    ``styles[label]`` are Matplotlib line properties (e.g. color, linestyle)."""
     fig = _figure()
     ax = fig.add_subplot()
     for label, per_layer in curves.items():
-        ax.plot(range(len(per_layer)), list(per_layer.values()), marker=".", label=label)
+        ax.plot(range(len(per_layer)), list(per_layer.values()), marker=".", label=label,
+                **(styles or {}).get(label, {}))
     ax.set(xlabel="layer (input to output)", ylabel="relative activation error")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return to_data_uri(fig)
+
+
+def dq_styles(rows: Sequence[Mapping]) -> dict[str, dict[str, str]]:
+    """Line styles for DQ experiment rows (label ``"<model> a<bits>"``): one colour per
+    activation bit-width, vanilla solid, DQ dashed, FP models black / grey."""
+    bits = sorted({r["a_bits"] for r in rows if r["a_bits"] < 32})
+    out = {}
+    for r in rows:
+        label = f"{r['model']} a{r['a_bits']}"
+        if r["a_bits"] >= 32:
+            out[label] = {"color": "black" if r["model"] == "FP32" else "0.55", "linestyle": "-"}
+        else:
+            out[label] = {"color": f"C{bits.index(r['a_bits'])}",
+                          "linestyle": "--" if r["model"] == "dq" else "-"}
+    return out
