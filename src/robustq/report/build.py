@@ -284,7 +284,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path,
              ("provenance", "Provenance", rep.provenance())]
     parts = [p for p in parts if p[2]]
     runs = bullets([f"{r.name}: {r.kind} ({_rel(r.path, out.parent)})" for r in records])
-    intro = details(f"{len(records)} runs read", runs)
+    intro = details(f"{len(records)} run{'' if len(records) == 1 else 's'} read", runs)
     if rep.missing:
         intro += '<div class="missing"><b>Missing or unfinished</b>' + bullets(rep.missing) + \
             "</div>"
