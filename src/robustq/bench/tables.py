@@ -79,17 +79,21 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
 
 
 def throughput(out: Path) -> dict[str, float]:
-    """Images per second of each family (and of AutoAttack alone), from ``units.jsonl``."""
-    tot: dict[str, list[float]] = {}
+    """Images per second of each family (and of AutoAttack alone): the median over its units of
+    images / seconds, from ``units.jsonl`` (a median, so a unit that also loaded or fine-tuned
+    its model, or ran while the machine was busy or the job paused, does not skew it); plus the
+    summed seconds of all units (``total_seconds``)."""
+    rates: dict[str, list[float]] = {}
+    total = 0.0
     path = out / "units.jsonl"
     for line in path.read_text().splitlines() if path.is_file() else []:
         u = json.loads(line)
         fam = "autoattack" if u["unit"].startswith("autoattack") else u["family"]
-        t = tot.setdefault(fam, [0.0, 0.0])
-        t[0] += u["images"]
-        t[1] += u["seconds"]
-    return {f: round(n / s, 2) for f, (n, s) in tot.items() if s > 0} | {
-        "total_seconds": round(sum(s for _, s in tot.values()), 1)}
+        total += u["seconds"]
+        if u["seconds"] > 0:
+            rates.setdefault(fam, []).append(u["images"] / u["seconds"])
+    return {f: round(float(np.median(r)), 2) for f, r in rates.items()} | {
+        "total_seconds": round(total, 1)}
 
 
 def expected_units(cfg: BenchConfig) -> int:
