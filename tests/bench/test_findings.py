@@ -37,3 +37,15 @@ def test_findings_can_fail_and_can_lack_data():
     assert f[0]["holds"] is False
     assert check_findings({"models": res["models"][:1]})[0]["holds"] is None
     assert check_findings({"models": []})[3]["holds"] is None
+
+
+def test_adversarial_metric_is_never_mixed_across_models():
+    res = robustmq_like()
+    for r in res["models"]:
+        r["wcar_gradient"] = r["wcar"] + 0.5       # FGSM/PGD alone: weaker, so higher
+    for r in res["models"][3:]:
+        del r["wcar"]                              # AutoAttack not run on these yet
+    f1 = check_findings(res)[0]
+    assert f1["adversarial_metric"] == "wcar_gradient"
+    assert f1["adversarial"]["fp"] == res["models"][0]["wcar_gradient"]
+    assert check_findings(robustmq_like())[0]["adversarial_metric"] == "wcar"

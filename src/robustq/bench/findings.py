@@ -14,8 +14,11 @@ import numpy as np
 from scipy.stats import spearmanr
 
 
-def _adv(r: dict) -> float | None:
-    return r.get("wcar", r.get("wcar_gradient"))
+def _adv_metric(models: list[dict]) -> str:
+    """WCAR over every attack (AutoAttack included) when every model has it, else the
+    FGSM/PGD-only WCAR for all: one metric for every model, never a mix."""
+    return "wcar" if models and all(r.get("wcar") is not None for r in models) else \
+        "wcar_gradient"
 
 
 def _metric(models: list[dict], key) -> dict[str, float]:
@@ -45,12 +48,17 @@ def _trend(models: list[dict], key) -> dict[str, float] | None:
 
 def check_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
     models = result["models"]
+    metric = _adv_metric(models)
+
+    def _adv(r: dict) -> float | None:
+        return r.get(metric)
+
     adv, nat = _vs_fp(models, _adv, higher=True), _vs_fp(models, lambda r: r.get("mnr"), False)
     sys_ = _vs_fp(models, lambda r: r.get("acc_s"), higher=False)
     parts = [p for p in (adv, nat, sys_) if p is not None]
     f1 = {"claim": "1. quantized models are more robust to attacks than FP, less robust to natural "
                    "corruptions and systematic noise",
-          "adversarial": adv, "natural": nat, "systematic": sys_,
+          "adversarial_metric": metric, "adversarial": adv, "natural": nat, "systematic": sys_,
           "holds": None if len(parts) < 3 else all(p["share_of_quantized_models"] > 0.5
                                                    for p in parts)}
     t_adv, t_nat = _trend(models, _adv), _trend(models, lambda r: r.get("mnr"))
