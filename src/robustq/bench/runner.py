@@ -124,6 +124,17 @@ class BenchConfig:
         return from_dict(cls, d, "bench")
 
 
+def corruption_profile(image_shape: tuple[int, ...]) -> str:
+    """Which corruption constants fit images of ``image_shape`` (C, H, W): CIFAR-10-C's ("32")
+    below 224 pixels, ImageNet-C's ("224") from there."""
+    return "32" if min(image_shape[1:]) < 224 else "224"
+
+
+def corrupted_path(out: Path, profile: str, name: str, severity: int) -> Path:
+    """Where a benchmark run caches its corrupted images."""
+    return out / "corrupted" / profile / f"{name}-s{severity}.npy"
+
+
 def deployed_files(data: str, indices: np.ndarray, images: np.ndarray) -> list[bytes]:
     """The encoded files the systematic family decodes: the test split's own JPEG files, or,
     for data stored as raw pixels or PNG, ``images`` encoded as JPEGs (quality 95)."""
@@ -174,7 +185,7 @@ class BenchRun:
         self.x, self.y = self.ds.tensors()
         if cfg.autoattack_images and cfg.autoattack_eps and self.test.num_classes < 4:
             raise RobustqError("AutoAttack needs at least 4 classes; use --autoattack-images 0")
-        self.profile = "32" if min(self.ds.image_shape[1:]) < 224 else "224"
+        self.profile = corruption_profile(self.ds.image_shape)
 
     # ----- models
     def model_dir(self, key: str) -> Path:
@@ -243,7 +254,7 @@ class BenchRun:
         return correct.numpy()
 
     def _corrupted(self, name: str, severity: int) -> torch.Tensor:
-        path = self.out / "corrupted" / self.profile / f"{name}-s{severity}.npy"
+        path = corrupted_path(self.out, self.profile, name, severity)
         if path.is_file():
             imgs = np.load(path, allow_pickle=False)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from robustq.bench.corruptions import corrupt
-from robustq.bench.runner import BenchConfig, deployed_files
+from robustq.bench.runner import BenchConfig, corrupted_path, corruption_profile, deployed_files
 from robustq.bench.systematic import VARIANTS, systematic_images
 from robustq.data import load_dataset
 from robustq.data.dataset import spread_indices
@@ -30,12 +30,12 @@ def bench_samples(run_dir: Path, config: dict[str, Any], severity: int = 3,
     indices = np.asarray(spread_indices(len(test), cfg.images))
     ds = test.subset(indices[position:position + 1])
     img, idx = ds.images, indices[position:position + 1]
-    profile = "32" if min(ds.image_shape[1:]) < 224 else "224"
+    profile = corruption_profile(ds.image_shape)
     out: dict[str, list[tuple[str, np.ndarray]]] = {"clean": [("clean", img[0])]}
     sev = severity if severity in cfg.severities else cfg.severities[-1]
     natural = []
     for name in cfg.corruptions:
-        cached = run_dir / "corrupted" / profile / f"{name}-s{sev}.npy"
+        cached = corrupted_path(run_dir, profile, name, sev)
         if cached.is_file():
             arr = np.load(cached, mmap_mode="r", allow_pickle=False)[position]
         else:
