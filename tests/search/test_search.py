@@ -101,3 +101,28 @@ def test_cli_search_and_compare(fp, tmp_path):
     res = runner.invoke(app, ["search", ckpt, "--out", str(tmp_path / "bad"), "--budget", "0.01",
                               "--cert-images", "4", *common])
     assert res.exit_code == 2 and "cannot be met" in res.output and "Traceback" not in res.output
+
+
+def test_compare_reuses_a_matching_fp_certification_and_refuses_others(fp, tmp_path):
+    ckpt = str(fp / "fp" / "model.safetensors")
+    data = ["--data", str(fp / "data")]
+    common = [*data, "--finetune-images", "12", "--holdout-images", "12"]
+    res = runner.invoke(app, ["compare", ckpt, "--out", str(tmp_path / "c"), "--test-images",
+                              "4", "--test-n", "40", *common])
+    assert res.exit_code == 0, res.output
+    fresh = json.loads((tmp_path / "c" / "compare.json").read_text())["rows"][0]
+    # the same certification made by `robustq certify` (every 10th of the 40 test images)
+    res = runner.invoke(app, ["certify", ckpt, *data, "--n0", "100", "--n", "40", "--skip", "10",
+                              "--max", "4", "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["compare", ckpt, "--out", str(tmp_path / "r"), "--fp-run",
+                              str(tmp_path / "f"), "--test-images", "4", "--test-n", "40", *common])
+    assert res.exit_code == 0, res.output
+    reused = json.loads((tmp_path / "r" / "compare.json").read_text())["rows"][0]
+    assert not (tmp_path / "r" / "runs" / "FP32").exists()
+    assert reused["certification_dir"] == str((tmp_path / "f").resolve())
+    for key in ("smoothed_accuracy", "acr", "ca_0.0", "ca_0.5", "images", "clean_accuracy"):
+        assert reused[key] == fresh[key], key
+    res = runner.invoke(app, ["compare", ckpt, "--out", str(tmp_path / "bad"), "--fp-run",
+                              str(tmp_path / "f"), "--test-images", "4", "--test-n", "50", *common])
+    assert res.exit_code == 2 and "n 40 (asked 50)" in res.output and "Traceback" not in res.output

@@ -14,8 +14,9 @@ from robustq.cli.common import check_model_fits, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
-from robustq.models.compile import freeze_for_inference
+from robustq.models.compile import fast_inference
 from robustq.quant.checkpoint import checkpoint_cost, load_model
+from robustq.quant.inference import freeze_quantized
 from robustq.utils.errors import RobustqError
 
 
@@ -42,8 +43,9 @@ def certify_cmd(
     n_p: Annotated[int | None, typer.Option("--n-p", help="IRS samples per image")] = None,
     alpha_zeta: float = 0.001,
     gamma: float = 0.99,
-    jit: Annotated[bool, typer.Option("--jit/--no-jit", help="freeze the model with "
-                                      "TorchScript for faster sampling")] = True,
+    jit: Annotated[bool, typer.Option("--jit/--no-jit", help="sample an inference-only "
+                                      "copy (quantizers frozen; traced, or compiled for long "
+                                      "runs): same classifier up to float rounding")] = True,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
@@ -66,7 +68,8 @@ def certify_cmd(
                       f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
                       "larger --skip spreads them over the whole split")
     if jit:
-        model = freeze_for_inference(model, (batch, *ds.image_shape))
+        samples = len(cfg.indices(len(ds))) * (n0 + n if incremental is None else n_p or n)
+        model = fast_inference(freeze_quantized(model), (batch, *ds.image_shape), samples)
     info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"],
             **({"cost": cost} if cost is not None else {})}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -79,10 +79,10 @@ COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_acc
 @friendly_errors
 def compare_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint (the reference)")],
-    candidates: Annotated[list[Path], typer.Argument(help="policy JSON/YAML files (quantized "
-                                                     "and fine-tuned identically) or quantized "
-                                                     "checkpoints")],
     out: Annotated[Path, typer.Option(help="output directory (table + per-model runs)")],
+    candidates: Annotated[list[Path] | None, typer.Argument(
+        help="policy JSON/YAML files (quantized and fine-tuned identically) or quantized "
+             "checkpoints")] = None,
     data: DataOpt = "embedded",
     method: str = "lsq",
     finetune_images: int = 2000,
@@ -90,6 +90,10 @@ def compare_cmd(
     test_images: int = 500,
     test_n: int = 10_000,
     seed: int = 0,
+    fp_run: Annotated[Path | None, typer.Option(help="a finished `robustq certify` run of the "
+                                                "FP checkpoint with the same images and "
+                                                "settings: its certificates are the FP32 row")]
+    = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
@@ -99,7 +103,7 @@ def compare_cmd(
                        cert_images=1, seed=seed)
     search = Search(cfg, out / "setup")
     rows = []
-    for cand in [None, *candidates]:
+    for cand in [None, *(candidates or [])]:
         name = "FP32" if cand is None else cand.stem
         if cand is None:
             model, policy = search.fp, None
@@ -113,7 +117,8 @@ def compare_cmd(
         else:
             fail(f"{cand}: expected a policy (.json/.yaml) or a checkpoint (.safetensors)")
         r = evaluate_on_test(model, policy, data, search.sigma, test_images, test_n, cfg,
-                             out / "runs" / name, search.shape)
+                             out / "runs" / name, search.shape,
+                             reuse=fp_run if cand is None else None)
         rows.append({"name": name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
                      **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()}})
         console.print(f"{name}: clean {r['clean_accuracy']:.3f} smoothed "

@@ -3,13 +3,17 @@
 ``freeze_for_inference`` traces the model with TorchScript on a channels_last example batch and
 freezes it (folds BatchNorm into convolutions, inlines parameters). On this CPU that is ~1.7x
 eager speed for ResNet-20; the result computes the same function (up to float rounding) but
-is not trainable.
+is not trainable. ``compile_for_inference`` uses ``torch.compile`` instead: ~20% faster than
+the frozen trace for FP ResNet-20 and ~1.9x eager for a frozen quantized one (its elementwise
+quantizers fuse), but it costs ~30 s of compilation per batch shape, so it pays only for long
+runs (``fast_inference`` picks by the number of samples).
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -34,3 +38,34 @@ def freeze_for_inference(model: nn.Module, example_shape: tuple[int, ...]) -> nn
         return frozen
     except Exception:  # noqa: BLE001 - any tracing failure means: use eager
         return model
+
+
+# torch.compile saves ~0.1 ms per sample over the frozen trace (FP ResNet-20 here) and costs
+# ~30-60 s per batch shape: worth it from about a million samples on
+COMPILE_FROM_SAMPLES = 1_000_000
+
+
+def compile_for_inference(model: nn.Module, example_shape: tuple[int, ...]
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile`` of an eval-mode channels_last copy of ``model`` (static shapes: one
+    compilation per batch shape), warmed on ``example_shape``. Falls back to
+    ``freeze_for_inference`` if compilation fails (e.g. no C++ compiler)."""
+    model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    example = torch.rand(example_shape).contiguous(memory_format=torch.channels_last)
+    try:
+        compiled = torch.compile(model, dynamic=False)
+        with torch.no_grad():
+            compiled(example)
+    except Exception:  # noqa: BLE001 - any compiler failure means: use the frozen trace
+        return freeze_for_inference(model, example_shape)
+    compiled.num_classes = getattr(model, "num_classes", None)
+    return compiled
+
+
+def fast_inference(model: nn.Module, example_shape: tuple[int, ...], samples: int
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The faster inference-only copy for a run of ``samples`` forward samples: compiled
+    from ``COMPILE_FROM_SAMPLES`` on, a frozen trace below."""
+    if samples >= COMPILE_FROM_SAMPLES:
+        return compile_for_inference(model, example_shape)
+    return freeze_for_inference(model, example_shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,6 +21,27 @@ from torch import nn
 from robustq.utils.errors import RobustqError
 
 FP_BITS = 32
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A fixed uniform grid: q(x) = (clamp(round(x / scale + zero), lo, hi) - zero) * scale.
+
+    What a quantizer computes once its parameters are frozen (inference); see
+    ``robustq.quant.inference``.
+    """
+
+    scale: float
+    lo: float
+    hi: float
+    zero: float = 0.0
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """q(x), with a straight-through gradient (identity inside [lo, hi])."""
+        if self.zero:
+            return (torch.clamp(round_ste(x / self.scale + self.zero), self.lo, self.hi)
+                    - self.zero) * self.scale
+        return torch.clamp(round_ste(x / self.scale), self.lo, self.hi) * self.scale
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -54,6 +76,11 @@ class Quantizer(nn.Module):
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def grid(self) -> Grid:
+        """The fixed grid this quantizer rounds to (inference; ``bits`` < 32). Weight
+        quantizers whose grid depends on the weight itself need not have one."""
+        raise NotImplementedError(f"{type(self).__name__} has no fixed grid")
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}"
@@ -103,6 +130,13 @@ class MinMaxActivation(ActivationRange):
         scale = torch.clamp(self.observed_max, min=1e-12) / levels
         return torch.clamp(round_ste(x / scale), lo, levels) * scale
 
+    def grid(self) -> Grid:
+        if not bool(self.initialized):
+            raise RobustqError("min-max activation quantizer used before calibration")
+        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+        scale = float(torch.clamp(self.observed_max, min=1e-12) / levels)
+        return Grid(scale, -levels if self.signed else 0, levels)
+
 
 # -------------------------------------------------------------------------------- DoReFa
 def quantize_k(r: torch.Tensor, k: int) -> torch.Tensor:
@@ -144,13 +178,23 @@ class DoReFaActivation(ActivationRange):
         super().__init__(bits)
         self.calibrated_range = calibrated_range
 
+    def range(self) -> torch.Tensor:
+        return (self.observed_max.clamp(min=1e-6) if self.calibrated_range
+                and bool(self.initialized) else torch.ones(()))
+
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        r = (self.observed_max.clamp(min=1e-6) if self.calibrated_range and bool(self.initialized)
-             else torch.ones(()))
-        x = x / r
+        # computed on the grid below: the same values, and the frozen model (quant.inference)
+        # then computes exactly what this does
+        return self.grid().apply(x)
+
+    def grid(self) -> Grid:
+        # unsigned: r q_k(clip(x / r, 0, 1)) = clamp(round(x n / r), 0, n) r / n; signed:
+        # r (2 q_k((clip(x / r, -1, 1) + 1) / 2) - 1) takes the n + 1 levels r (2j/n - 1),
+        # j = 0..n, i.e. (clamp(round(x / s + n/2), 0, n) - n/2) s with s = 2r/n
+        n, r = 2**self.bits - 1, float(self.range())
         if bool(self.signed):
-            return r * (2 * quantize_k((torch.clamp(x, -1, 1) + 1) / 2, self.bits) - 1)
-        return r * quantize_k(torch.clamp(x, 0, 1), self.bits)
+            return Grid(2 * r / n, 0, n, n / 2)
+        return Grid(r / n, 0, n)
 
 
 # ---------------------------------------------------------------------------------- PACT
@@ -195,6 +239,11 @@ class PACTActivation(ActivationRange):
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
         return _PACTFunction.apply(x, self.alpha, levels, bool(self.signed))
+
+    def grid(self) -> Grid:
+        # clip to [0 (or -alpha), alpha], then steps of alpha / levels: the same grid
+        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+        return Grid(float(self.alpha.detach()) / levels, -levels if self.signed else 0, levels)
 
 
 def pact_penalty(model: nn.Module, lam: float) -> torch.Tensor:
@@ -243,8 +292,17 @@ class LSQQuantizer(Quantizer):
         if not bool(self.initialized):
             self.observe(v.detach())
         q_n, q_p = self.q_range()
-        s = grad_scale(self.step, 1.0 / math.sqrt(v.numel() * q_p))
+        s = self.step
+        if s.requires_grad and torch.is_grad_enabled():
+            s = grad_scale(s, 1.0 / math.sqrt(v.numel() * q_p))
         return round_ste(torch.clamp(v / s, -q_n, q_p)) * s
+
+    def grid(self) -> Grid:
+        # round(clamp(v / s)) == clamp(round(v / s)) for integer bounds
+        if not bool(self.initialized):
+            raise RobustqError("LSQ quantizer used before its step was initialized")
+        q_n, q_p = self.q_range()
+        return Grid(float(self.step.detach()), -q_n, q_p)
 
 
 # ------------------------------------------------------------------------------ registry

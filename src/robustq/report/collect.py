@@ -111,7 +111,7 @@ def load_compare(path: Path, name: str) -> RunRecord:
     rec = RunRecord("compare", name, path, {"rows": meta["rows"], "curves": {}},
                     sources=[path / "compare.json"], provenance=meta.get("provenance"))
     for row in meta["rows"]:
-        s = path / "runs" / row["name"] / SUMMARY
+        s = Path(row.get("certification_dir", path / "runs" / row["name"])) / SUMMARY
         if s.is_file():
             rec.data["curves"][row["name"]] = _json(s).get("curve")
             rec.sources.append(s)

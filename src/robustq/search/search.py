@@ -26,12 +26,15 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robustq.certify.run import CertifyConfig, certify_dataset
+from robustq.certify.run import CertifyConfig, certify_dataset, read_rows, summarize_rows
 from robustq.data import load_dataset
+from robustq.data.dataset import ImageDataset
 from robustq.models import ModelCard
+from robustq.models.compile import fast_inference
 from robustq.models.evaluate import evaluate
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.cost import model_cost
+from robustq.quant.inference import freeze_quantized
 from robustq.quant.policy import Policy
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
@@ -191,6 +194,7 @@ class Search:
             self._save(ep + 1, best, line)
             if progress:
                 progress(ep + 1, episodes, line)
+        Policy.from_json(best["policy"]).save(self.out / "best_policy.json")
         return best
 
     # ----- persistence
@@ -238,16 +242,26 @@ class Search:
 
 def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: float,
                      images: int, n: int, cfg: SearchConfig, out: Path,
-                     shape: tuple[int, int, int], skip: int | None = None) -> dict[str, Any]:
+                     shape: tuple[int, int, int], skip: int | None = None,
+                     reuse: Path | None = None) -> dict[str, Any]:
     """Test-split numbers of one model: clean accuracy of the base classifier, and full
     certification (every ``skip``-th image, at most ``images``; n samples, alpha = cfg.alpha):
-    smoothed accuracy, ACR, certified accuracy at 0/0.25/0.5/0.75/1.0; BitOPs % and size."""
+    smoothed accuracy, ACR, certified accuracy at 0/0.25/0.5/0.75/1.0; BitOPs % and size.
+    Certification samples an inference-only copy (``freeze_quantized``, then compiled or traced
+    by ``fast_inference``): the same quantized classifier up to float rounding. With ``reuse``,
+    an existing certification run of this very model with these settings is read instead
+    (``reused_certification``)."""
     test = load_dataset(data, "test")
     skip = skip or max(1, len(test) // images)
     cc = CertifyConfig(sigma=sigma, n0=cfg.n0, n=n, alpha=cfg.alpha, batch_size=cfg.batch_size,
                        chunk=100, skip=skip, max_images=images, seed=cfg.seed,
                        radii=(0.0, 0.25, 0.5, 0.75, 1.0))
-    s = certify_dataset(model, test, cc, out)
+    if reuse is not None:
+        s = reused_certification(reuse, cc, test, cfg.checkpoint)
+    else:
+        samples = len(cc.indices(len(test))) * (cc.n0 + cc.n)
+        s = certify_dataset(fast_inference(freeze_quantized(model), (cc.batch_size, *shape),
+                                           samples), test, cc, out)
     chosen = test.subset(cc.indices(len(test)))
     cost = model_cost(model, policy, shape) if policy is not None else None
     return {"clean_accuracy": evaluate(model, chosen)["clean_accuracy"],
@@ -256,4 +270,44 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
             "bitops_percent": cost.bitops_percent if cost else 100.0,
             "size_kib": (cost.size_bytes if cost else 4 * sum(
                 p.numel() for p in model.parameters())) / 1024,
-            "certify_wall_s": s["wall_time_s"]}
+            "certify_wall_s": s["wall_time_s"],
+            "certification_dir": str((reuse or out).resolve())}
+
+
+# settings that decide which certificates a run computes (radii only summarize them)
+_SAME_CERTIFICATES = ("sigma", "n0", "n", "alpha", "batch_size", "chunk", "seed")
+
+
+def reused_certification(run_dir: Path, cc: CertifyConfig, test: ImageDataset,
+                         checkpoint: str) -> dict[str, Any]:
+    """The summary (at ``cc.radii``) of a finished ``robustq certify`` run in ``run_dir`` that
+    certified exactly the images of ``test`` that ``cc`` selects, with the same sigma, n0, n,
+    alpha, batch, chunk and seed: the same noise, so the same certificates, up to the float
+    rounding of how the model was run, and of the same ``checkpoint`` file. Anything that
+    differs is refused with the reason."""
+    meta_path = run_dir / "run.json"
+    if not meta_path.is_file() or not (run_dir / "summary.json").is_file():
+        raise RobustqError(f"{run_dir}: not a finished certification run (needs run.json and "
+                           "summary.json)")
+    meta = json.loads(meta_path.read_text())
+    old = meta.get("config", {})
+    problems = [f"{k} {old.get(k)} (asked {getattr(cc, k)})" for k in _SAME_CERTIFICATES
+                if old.get(k) != getattr(cc, k)]
+    if meta.get("kind") != "certify":
+        problems.append(f"kind {meta.get('kind')} (an IRS run is not a full certification)")
+    data = meta.get("data", {})
+    if (data.get("source"), data.get("split")) != (test.source, test.split):
+        problems.append(f"data {data.get('source')}:{data.get('split')}")
+    if data.get("indices") != cc.indices(len(test)):
+        problems.append("another image list")
+    ran = Path(meta.get("model", {}).get("checkpoint", ""))
+    if not (ran.is_file() and ran.samefile(checkpoint)):
+        problems.append(f"checkpoint {ran} (asked {checkpoint})")
+    rows = read_rows(run_dir)
+    if len(rows) != len(cc.indices(len(test))):
+        problems.append(f"{len(rows)} certified images (need {len(cc.indices(len(test)))})")
+    if problems:
+        raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
+    summary = summarize_rows(rows, cc.radii)
+    summary["wall_time_s"] = json.loads((run_dir / "summary.json").read_text())["wall_time_s"]
+    return summary
