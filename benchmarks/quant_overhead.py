@@ -1,7 +1,9 @@
 """Inference overhead of fake quantization: images/s of the FP model versus the same model
-fake-quantized (each method, uniform 4/4 and 8/8), eager, side by side in one run.
+fake-quantized (each method, uniform 4/4 and 8/8), eager, side by side in one run; then the
+inference-only copies used for certification: ``freeze_quantized`` (eager), and FP32 / LSQ 4/4 /
+min-max 4/4 through ``compile_for_inference`` (torch.compile; ~30-60 s to compile each).
 
-    python benchmarks/quant_overhead.py [--batch 400] [--repeats 5]
+    python benchmarks/quant_overhead.py [--batch 400] [--repeats 5] [--no-compile]
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import argparse
 import torch
 
 from robustq.models import get_model
+from robustq.models.compile import compile_for_inference
 from robustq.quant import quantize, uniform_policy
+from robustq.quant.inference import freeze_quantized
 from robustq.utils import atomic_write_json, provenance
 
 try:
@@ -28,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile rows")
     ap.add_argument("--out", default="runs/bench/quant_overhead.json")
     args = ap.parse_args()
     fp = get_model("resnet20").eval().to(memory_format=torch.channels_last)
@@ -37,6 +42,13 @@ def main() -> None:
         for bits in (8, 4):
             models[f"{method} {bits}/{bits}"] = quantize(fp, uniform_policy(fp, bits, bits),
                                                          method, calibration=x[:64]).eval()
+    for name in [n for n in models if n.endswith("4/4")]:
+        models[f"{name} frozen"] = freeze_quantized(models[name])
+    if not args.no_compile:
+        shape = tuple(x.shape)
+        for name in ("fp32", "lsq 4/4", "minmax 4/4"):
+            models[f"{name} compiled"] = compile_for_inference(
+                freeze_quantized(models[name]), shape)
 
     def infer(m):
         with torch.inference_mode():

@@ -92,12 +92,21 @@ def test_cli_search_and_compare(fp, tmp_path):
                               "--cert-images", "4", *common])
     assert res.exit_code == 0, res.output
     best = json.loads((tmp_path / "s" / "state.json").read_text())["best"]
+    found = tmp_path / "s" / "best_policy.json"            # written by the search itself
+    assert json.loads(found.read_text())["layers"] == best["policy"]
     (tmp_path / "p.json").write_text(json.dumps(best["policy"]))
-    res = runner.invoke(app, ["compare", ckpt, str(tmp_path / "p.json"), "--out",
+    res = runner.invoke(app, ["compare", ckpt, str(tmp_path / "p.json"), str(found), "--out",
                               str(tmp_path / "c"), "--test-images", "4", "--test-n", "40", *common])
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "c" / "compare.json").read_text())["rows"]
-    assert [r["name"] for r in rows] == ["FP32", "p"] and rows[0]["bitops_percent"] == 100.0
+    assert [r["name"] for r in rows] == ["FP32", "p", "random"]
+    assert rows[0]["bitops_percent"] == 100.0
+    assert rows[2]["search_episodes"] == 2 and rows[2]["search_wall_s"] > 0
+    assert "search_wall_s" not in rows[1] and rows[1]["policy"] == best["policy"]
+    assert rows[1]["acr"] == rows[2]["acr"]           # the same policy, evaluated identically
+    res = runner.invoke(app, ["compare", ckpt, str(found), str(found), "--out",
+                              str(tmp_path / "d"), *common])
+    assert res.exit_code == 2 and "same name (random)" in res.output
     res = runner.invoke(app, ["search", ckpt, "--out", str(tmp_path / "bad"), "--budget", "0.01",
                               "--cert-images", "4", *common])
     assert res.exit_code == 2 and "cannot be met" in res.output and "Traceback" not in res.output

@@ -15,7 +15,13 @@ from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.quant.checkpoint import load_model
 from robustq.quant.policy import Policy
 from robustq.search.evaluate import build_quantized
-from robustq.search.search import STRATEGIES, Search, SearchConfig, evaluate_on_test
+from robustq.search.search import (
+    STRATEGIES,
+    Search,
+    SearchConfig,
+    evaluate_on_test,
+    search_origin,
+)
 from robustq.utils.io import atomic_write_json, atomic_write_text
 from robustq.utils.provenance import provenance
 
@@ -73,7 +79,8 @@ def search_cmd(
 
 
 COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_accuracy", "acr",
-           "ca_0.0", "ca_0.25", "ca_0.5", "ca_0.75", "ca_1.0", "images", "n"]
+           "ca_0.0", "ca_0.25", "ca_0.5", "ca_0.75", "ca_1.0", "images", "n", "search_wall_s",
+           "search_episodes"]
 
 
 @friendly_errors
@@ -102,9 +109,15 @@ def compare_cmd(
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=1, seed=seed)
     search = Search(cfg, out / "setup")
-    rows = []
-    for cand in [None, *(candidates or [])]:
-        name = "FP32" if cand is None else cand.stem
+    rows, cands = [], [None, *(candidates or [])]
+    origins = [None if c is None else search_origin(c) for c in cands]
+    names = ["FP32" if c is None else o["name"] if o else c.stem
+             for c, o in zip(cands, origins, strict=True)]
+    if len(set(names)) < len(names):
+        fail("two candidates have the same name (" + ", ".join(sorted(
+            {n for n in names if names.count(n) > 1})) + "): a candidate is named after its "
+             "file, or its search's strategy for a search's best_policy.json; rename one")
+    for cand, name, origin in zip(cands, names, origins, strict=True):
         if cand is None:
             model, policy = search.fp, None
         elif cand.suffix in (".json", ".yaml", ".yml"):
@@ -120,7 +133,8 @@ def compare_cmd(
                              out / "runs" / name, search.shape,
                              reuse=fp_run if cand is None else None)
         rows.append({"name": name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
-                     **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()}})
+                     **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()},
+                     **(origin or {}), **({"policy": policy.to_json()} if policy else {})})
         console.print(f"{name}: clean {r['clean_accuracy']:.3f} smoothed "
                       f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
                       f"BitOPs {r['bitops_percent']:.3f}%")

@@ -274,6 +274,25 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
             "certification_dir": str((reuse or out).resolve())}
 
 
+def search_origin(policy_path: Path) -> dict[str, Any] | None:
+    """If ``policy_path`` is a search's ``best_policy.json``: a name for it (the strategy;
+    ``uniform4`` for uniform at 4 bits), the search directory, episodes run and the search's wall
+    time in seconds (the FP model's certification for the IRS cache plus every episode).
+    Otherwise None."""
+    d = Path(policy_path).parent
+    if Path(policy_path).name != "best_policy.json" or not (d / "search.json").is_file():
+        return None
+    cfg = json.loads((d / "search.json").read_text())["config"]
+    log = d / "episodes.jsonl"
+    lines = [json.loads(ln) for ln in log.read_text().splitlines()] if log.is_file() else []
+    cache = d / "fp_cache" / "summary.json"
+    cache_s = json.loads(cache.read_text())["wall_time_s"] if cache.is_file() else 0.0
+    name = (f"uniform{cfg['uniform_bits']}" if cfg["strategy"] == "uniform"
+            else cfg["strategy"])
+    return {"name": name, "search_dir": str(d.resolve()), "search_episodes": len(lines),
+            "search_wall_s": round(cache_s + sum(ln["episode_s"] for ln in lines), 1)}
+
+
 # settings that decide which certificates a run computes (radii only summarize them)
 _SAME_CERTIFICATES = ("sigma", "n0", "n", "alpha", "batch_size", "chunk", "seed")
 
