@@ -54,7 +54,7 @@ def compile_for_inference(model: nn.Module, example_shape: tuple[int, ...]
     example = torch.rand(example_shape).contiguous(memory_format=torch.channels_last)
     try:
         compiled = torch.compile(model, dynamic=False)
-        with torch.no_grad():
+        with torch.inference_mode():       # as the samplers run it: no guard-failure recompile
             compiled(example)
     except Exception:  # noqa: BLE001 - any compiler failure means: use the frozen trace
         return freeze_for_inference(model, example_shape)
