@@ -104,6 +104,17 @@ def test_cli_search_and_compare(fp, tmp_path):
     assert rows[2]["search_episodes"] == 2 and rows[2]["search_wall_s"] > 0
     assert "search_wall_s" not in rows[1] and rows[1]["policy"] == best["policy"]
     assert rows[1]["acr"] == rows[2]["acr"]           # the same policy, evaluated identically
+    # the fine-tuned model is kept: a rerun (or a resumed run) certifies the very same model
+    saved = tmp_path / "c" / "runs" / "p" / "model.safetensors"
+    assert saved.is_file()
+    before = saved.stat().st_mtime_ns
+    res = runner.invoke(app, ["compare", ckpt, str(tmp_path / "p.json"), str(found), "--out",
+                              str(tmp_path / "c"), "--test-images", "4", "--test-n", "40", *common])
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "c" / "compare.json").read_text())["rows"]
+    assert saved.stat().st_mtime_ns == before
+    assert [(r["acr"], r["clean_accuracy"]) for r in again] == [
+        (r["acr"], r["clean_accuracy"]) for r in rows]
     res = runner.invoke(app, ["compare", ckpt, str(found), str(found), "--out",
                               str(tmp_path / "d"), *common])
     assert res.exit_code == 2 and "same name (random)" in res.output

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
 from robustq.cli.common import console, fail, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
-from robustq.quant.checkpoint import load_model
+from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.policy import Policy
 from robustq.search.evaluate import build_quantized
 from robustq.search.search import (
@@ -78,6 +79,23 @@ def search_cmd(
                       f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {out}")
 
 
+def finetuned_once(search: Search, policy: Policy, method: str, run_dir: Path, seed: int
+                   ) -> nn.Module:
+    """The policy quantized and fine-tuned with the search's recipe, saved in ``run_dir`` the
+    first time: a compare resumed after a kill certifies the very model it started with."""
+    saved = run_dir / "model.safetensors"
+    if saved.is_file():
+        model, meta = load_model(saved)
+        if Policy.from_json(meta["quant"]["policy"]) != policy:
+            fail(f"{saved}: holds a model of another policy; use a new --out")
+        return model
+    model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
+                            search.cfg.finetune_lr, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_quantized(saved, model, search.card, {"sigma": search.sigma})
+    return model
+
+
 COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_accuracy", "acr",
            "ca_0.0", "ca_0.25", "ca_0.5", "ca_0.75", "ca_1.0", "images", "n", "search_wall_s",
            "search_episodes"]
@@ -122,8 +140,7 @@ def compare_cmd(
             model, policy = search.fp, None
         elif cand.suffix in (".json", ".yaml", ".yml"):
             policy = Policy.load(cand)
-            model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
-                                    cfg.finetune_lr, seed)
+            model = finetuned_once(search, policy, method, out / "runs" / name, seed)
         elif cand.suffix == ".safetensors":
             model, meta = load_model(cand)
             policy = Policy.from_json(meta["quant"]["policy"]) if "quant" in meta else None
