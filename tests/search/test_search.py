@@ -146,3 +146,37 @@ def test_compare_reuses_a_matching_fp_certification_and_refuses_others(fp, tmp_p
     res = runner.invoke(app, ["compare", ckpt, "--out", str(tmp_path / "bad"), "--fp-run",
                               str(tmp_path / "f"), "--test-images", "4", "--test-n", "50", *common])
     assert res.exit_code == 2 and "n 40 (asked 50)" in res.output and "Traceback" not in res.output
+
+
+def test_killed_compare_keeps_finished_rows_and_the_report_lists_the_rest(fp, tmp_path,
+                                                                          monkeypatch):
+    import robustq.cli.search_cmd as search_cmd
+    from robustq.report import build_report
+
+    ckpt = str(fp / "fp" / "model.safetensors")
+    common = ["--data", str(fp / "data"), "--finetune-images", "12", "--holdout-images", "12",
+              "--test-images", "4", "--test-n", "40"]
+    res = runner.invoke(app, ["search", ckpt, "--out", str(tmp_path / "s"), "--strategy",
+                              "random", "--budget", "5", "--episodes", "1", "--cert-images", "4",
+                              "--test-images", "0", *common[:6]])
+    assert res.exit_code == 0, res.output
+    real, calls = search_cmd.evaluate_on_test, []
+
+    def killed_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_cmd, "evaluate_on_test", killed_on_second)
+    policy = str(tmp_path / "s" / "best_policy.json")
+    runner.invoke(app, ["compare", ckpt, policy, "--out", str(tmp_path / "c"), *common])
+    table = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert [r["name"] for r in table["rows"]] == ["FP32"] and not table["complete"]
+    result = build_report([tmp_path / "c"], tmp_path / "r.html")
+    assert any("random not evaluated yet" in m for m in result["missing"])
+    monkeypatch.setattr(search_cmd, "evaluate_on_test", real)
+    res = runner.invoke(app, ["compare", ckpt, policy, "--out", str(tmp_path / "c"), *common])
+    assert res.exit_code == 0, res.output
+    table = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert [r["name"] for r in table["rows"]] == ["FP32", "random"] and table["complete"]

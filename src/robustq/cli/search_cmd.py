@@ -135,6 +135,8 @@ def compare_cmd(
         fail("two candidates have the same name (" + ", ".join(sorted(
             {n for n in names if names.count(n) > 1})) + "): a candidate is named after its "
              "file, or its search's strategy for a search's best_policy.json; rename one")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("ACR {task.fields[acr]:.3f}"), TimeRemainingColumn())
     for cand, name, origin in zip(cands, names, origins, strict=True):
         if cand is None:
             model, policy = search.fp, None
@@ -146,20 +148,26 @@ def compare_cmd(
             policy = Policy.from_json(meta["quant"]["policy"]) if "quant" in meta else None
         else:
             fail(f"{cand}: expected a policy (.json/.yaml) or a checkpoint (.safetensors)")
-        r = evaluate_on_test(model, policy, data, search.sigma, test_images, test_n, cfg,
-                             out / "runs" / name, search.shape,
-                             reuse=fp_run if cand is None else None)
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"certify {name}", total=None, acr=0.0)
+            r = evaluate_on_test(model, policy, data, search.sigma, test_images, test_n, cfg,
+                                 out / "runs" / name, search.shape,
+                                 reuse=fp_run if cand is None else None,
+                                 progress=lambda done, total, s, bar=bar, task=task:
+                                 bar.update(task, completed=done, total=total, acr=s["acr"]))
         rows.append({"name": name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
                      **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()},
                      **(origin or {}), **({"policy": policy.to_json()} if policy else {})})
         console.print(f"{name}: clean {r['clean_accuracy']:.3f} smoothed "
                       f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
                       f"BitOPs {r['bitops_percent']:.3f}%")
-    atomic_write_json(out / "compare.json", {"rows": rows,
-                                             "provenance": provenance(seed, cfg.to_json())})
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out / "compare.csv", buf.getvalue())
+        # after every model: a killed compare keeps the finished rows (and resumes the rest)
+        atomic_write_json(out / "compare.json", {
+            "rows": rows, "candidates": names, "complete": len(rows) == len(names),
+            "provenance": provenance(seed, cfg.to_json())})
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(out / "compare.csv", buf.getvalue())
     console.print(f"-> {out / 'compare.csv'}")

@@ -110,6 +110,9 @@ def load_compare(path: Path, name: str) -> RunRecord:
     meta = _json(path / "compare.json")
     rec = RunRecord("compare", name, path, {"rows": meta["rows"], "curves": {}},
                     sources=[path / "compare.json"], provenance=meta.get("provenance"))
+    done = {row["name"] for row in meta["rows"]}
+    for name_left in [c for c in meta.get("candidates", []) if c not in done]:
+        rec.missing.append(f"{name}: {name_left} not evaluated yet")
     for row in meta["rows"]:
         s = Path(row.get("certification_dir", path / "runs" / row["name"])) / SUMMARY
         if s.is_file():

@@ -26,7 +26,13 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robustq.certify.run import CertifyConfig, certify_dataset, read_rows, summarize_rows
+from robustq.certify.run import (
+    CertifyConfig,
+    Progress,
+    certify_dataset,
+    read_rows,
+    summarize_rows,
+)
 from robustq.data import load_dataset
 from robustq.data.dataset import ImageDataset
 from robustq.models import ModelCard
@@ -243,7 +249,8 @@ class Search:
 def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: float,
                      images: int, n: int, cfg: SearchConfig, out: Path,
                      shape: tuple[int, int, int], skip: int | None = None,
-                     reuse: Path | None = None) -> dict[str, Any]:
+                     reuse: Path | None = None, progress: Progress | None = None
+                     ) -> dict[str, Any]:
     """Test-split numbers of one model: clean accuracy of the base classifier, and full
     certification (every ``skip``-th image, at most ``images``; n samples, alpha = cfg.alpha):
     smoothed accuracy, ACR, certified accuracy at 0/0.25/0.5/0.75/1.0; BitOPs % and size.
@@ -261,7 +268,7 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
     else:
         samples = len(cc.indices(len(test))) * (cc.n0 + cc.n)
         s = certify_dataset(fast_inference(freeze_quantized(model), (cc.batch_size, *shape),
-                                           samples), test, cc, out)
+                                           samples), test, cc, out, progress=progress)
     chosen = test.subset(cc.indices(len(test)))
     cost = model_cost(model, policy, shape) if policy is not None else None
     return {"clean_accuracy": evaluate(model, chosen)["clean_accuracy"],
