@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_markdown import pct  # noqa: E402 - a sibling script, run from anywhere
 
 
 def minutes(seconds: float | None) -> str:
