@@ -46,6 +46,13 @@ def test_certify_dataset_streams_rows_and_resumes_identically(tmp_path, tiny_rgb
     assert (tmp_path / "a" / CACHE).read_bytes() == (tmp_path / "b" / CACHE).read_bytes()
     assert {k: v for k, v in again.items() if "time" not in k} == \
         {k: v for k, v in full.items() if "time" not in k}
+    # the wall time covers the killed call's images too, and a finished run called again keeps
+    # (at least) its recorded time instead of reporting the no-op call's
+    per_image = sum(float(r["time"]) for r in csv.DictReader(open(tmp_path / "b" / TSV),
+                                                              delimiter="\t"))
+    assert again["wall_time_s"] >= per_image - 0.01
+    noop = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "a", cache=True)
+    assert noop["wall_time_s"] >= noop["certify_time_s"] - 0.01 > 0
 
 
 def test_irs_against_the_same_model_transfers_with_zero_disagreement(tmp_path, tiny_rgb_dataset):

@@ -151,9 +151,14 @@ def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
     return _read_rows(Path(out_dir) / TSV)
 
 
-def _finish(out: Path, cfg: CertifyConfig, started: float) -> dict[str, Any]:
+def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[str, str]]
+            ) -> dict[str, Any]:
+    """Write ``summary.json``. Its wall time is this call's plus the recorded per-image time
+    of the ``earlier`` rows (certified by a killed call, or all of them when a finished run
+    is called again), so a resumed run reports the time of the whole run."""
     summary = summarize_rows(_read_rows(out / TSV), cfg.radii)
-    summary["wall_time_s"] = round(time.perf_counter() - started, 2)
+    summary["wall_time_s"] = round(time.perf_counter() - started
+                                   + sum(float(r["time"]) for r in earlier), 2)
     atomic_write_json(out / SUMMARY, summary)
     return summary
 
@@ -178,7 +183,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     rows = _prepare(out, run_meta, COLUMNS, cfg.n * 2, cache)
     smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
     model.eval()
-    started, done = time.perf_counter(), len(rows)
+    started, done, earlier = time.perf_counter(), len(rows), list(rows)
     group = max(1, cfg.batch_size // (cfg.n0 + cfg.n))
     with open(out / TSV, "a") as tsv, open(out / CACHE, "ab") if cache else io.BytesIO() as cf:
         for g in range(done, len(indices), group):
@@ -198,7 +203,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
             tsv.flush()
             if progress:
                 progress(len(rows), len(indices), _running(rows))
-    return _finish(out, cfg, started)
+    return _finish(out, cfg, started, earlier)
 
 
 def _running(rows: list[dict[str, str]]) -> dict[str, Any]:
@@ -254,7 +259,7 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
     rows = _prepare(out, run_meta, IRS_COLUMNS, 1, False)
     smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
     model_p.eval()
-    started = time.perf_counter()
+    started, earlier = time.perf_counter(), list(rows)
     if len(cached_rows) < len(meta["data"]["indices"]):
         raise RobustqError(f"{cache_dir}: the cache is incomplete ({len(cached_rows)} of "
                            f"{len(meta['data']['indices'])} images); finish certifying f first")
@@ -284,4 +289,4 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
             tsv.flush()
             if progress:
                 progress(len(rows), len(cached_rows), _running(rows))
-    return _finish(out, cfg, started)
+    return _finish(out, cfg, started, earlier)
