@@ -266,7 +266,8 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
     if reuse is not None:
         s = reused_certification(reuse, cc, test, cfg.checkpoint)
     else:
-        samples = len(cc.indices(len(test))) * (cc.n0 + cc.n)
+        left = len(cc.indices(len(test))) - len(read_rows(out))     # a resumed run: the rest
+        samples = max(0, left) * (cc.n0 + cc.n)
         s = certify_dataset(fast_inference(freeze_quantized(model), (cc.batch_size, *shape),
                                            samples), test, cc, out, progress=progress)
     chosen = test.subset(cc.indices(len(test)))
