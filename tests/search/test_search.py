@@ -180,3 +180,8 @@ def test_killed_compare_keeps_finished_rows_and_the_report_lists_the_rest(fp, tm
     assert res.exit_code == 0, res.output
     table = json.loads((tmp_path / "c" / "compare.json").read_text())
     assert [r["name"] for r in table["rows"]] == ["FP32", "random"] and table["complete"]
+    # a search evaluated by a compare among the reported runs lacks nothing; alone, it does
+    alone = build_report([tmp_path / "s"], tmp_path / "alone.html")["missing"]
+    assert any("s: no test-split evaluation yet" in m for m in alone)
+    both = build_report([tmp_path / "s", tmp_path / "c"], tmp_path / "both.html")["missing"]
+    assert not any("test-split" in m for m in both)

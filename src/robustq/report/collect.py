@@ -102,7 +102,7 @@ def load_search(path: Path, name: str) -> RunRecord:
             rec.data["final_curve"] = _json(path / "final" / SUMMARY).get("curve")
             rec.sources.append(path / "final" / SUMMARY)
     else:
-        rec.missing.append(f"{name}: no test-split evaluation yet (final.json)")
+        rec.data["no_final"] = True       # unless a compare among the runs evaluated it
     return rec
 
 
@@ -182,4 +182,10 @@ def discover(paths: list[str | Path]) -> list[RunRecord]:
         if not found:
             raise RobustqError(f"{p}: holds no robustq results (looked for "
                                f"{', '.join(m for m, _ in _MARKERS)}, demo.json)")
+    compared = {row.get("search_dir") for r in records if r.kind == "compare"
+                for row in r.data["rows"]}
+    for r in records:
+        if r.data.get("no_final") and str(r.path.resolve()) not in compared:
+            r.missing.append(f"{r.name}: no test-split evaluation yet (final.json, or a "
+                             "compare row of its best policy)")
     return records
