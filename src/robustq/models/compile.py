@@ -53,6 +53,10 @@ def compile_for_inference(model: nn.Module, example_shape: tuple[int, ...]
     model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
     example = torch.rand(example_shape).contiguous(memory_format=torch.channels_last)
     try:
+        # every model shares its class's forward, and dynamo allows 8 recompilations per code
+        # object: a long process compiling model after model (compare) would fall back to
+        # eager; models compiled before in this process recompile if called again
+        torch.compiler.reset()
         compiled = torch.compile(model, dynamic=False)
         with torch.inference_mode():       # as the samplers run it: no guard-failure recompile
             compiled(example)
