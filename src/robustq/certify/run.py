@@ -225,21 +225,66 @@ def load_cache(cache_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, st
     return meta, rows[:complete], preds[: complete * n].reshape(complete, n)
 
 
+def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
+                   keys: tuple[str, ...]) -> list[str]:
+    """How the run recorded in ``meta`` differs from certifying ``cfg.indices`` of ``ds`` with
+    ``cfg``, in the config ``keys`` and the data (source, split, image list); empty if not."""
+    old = meta.get("config", {})
+    problems = [f"{k} {old.get(k)} (asked {getattr(cfg, k)})" for k in keys
+                if old.get(k) != getattr(cfg, k)]
+    data = meta.get("data", {})
+    if (data.get("source"), data.get("split")) != (ds.source, ds.split):
+        problems.append(f"data {data.get('source')}:{data.get('split')} "
+                        f"(asked {ds.source}:{ds.split})")
+    if data.get("indices") != cfg.indices(len(ds)):
+        problems.append("another image list (--skip/--max)")
+    return problems
+
+
 def check_cache_matches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
                         cache_dir: Path) -> None:
-    cc = meta["config"]
-    problems = []
-    if cc["sigma"] != cfg.sigma:
-        problems.append(f"sigma {cc['sigma']} (asked {cfg.sigma})")
-    if meta["data"]["source"] != ds.source or meta["data"]["split"] != ds.split:
-        problems.append(f"data {meta['data']['source']}:{meta['data']['split']} "
-                        f"(asked {ds.source}:{ds.split})")
-    if meta["data"]["indices"] != cfg.indices(len(ds)):
-        problems.append("another image list (--skip/--max)")
-    if cc["chunk"] != cfg.chunk or cc["seed"] != cfg.seed:
-        problems.append("another noise chunk or seed")
+    problems = run_mismatches(meta, ds, cfg, ("sigma", "chunk", "seed"))
     if problems:
         raise RobustqError(f"{cache_dir}: the cache was made with " + "; ".join(problems))
+
+
+# settings that decide which certificates a run computes (radii only summarize them)
+SAME_CERTIFICATES = ("sigma", "n0", "n", "alpha", "batch_size", "chunk", "seed")
+
+
+def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
+                        checkpoint: str) -> dict[str, Any]:
+    """The summary (at ``cfg.radii``) of a finished ``certify_dataset`` run in ``run_dir`` of
+    the ``checkpoint`` file that certified the images ``cfg`` selects from ``ds`` with the same
+    sigma, n0, n, alpha, batch, chunk and seed: the same noise, so the same certificates up to
+    the float rounding of how the model was run. Anything that differs is refused with the
+    reason."""
+    if not (run_dir / RUN).is_file() or not (run_dir / SUMMARY).is_file():
+        raise RobustqError(f"{run_dir}: not a finished certification run (needs {RUN} and "
+                           f"{SUMMARY})")
+    meta = json.loads((run_dir / RUN).read_text())
+    problems = run_mismatches(meta, ds, cfg, SAME_CERTIFICATES)
+    if meta.get("kind") != "certify":
+        problems.append(f"kind {meta.get('kind')} (an IRS run is not a full certification)")
+    ran = Path(meta.get("model", {}).get("checkpoint", ""))
+    if not (ran.is_file() and ran.samefile(checkpoint)):
+        problems.append(f"checkpoint {ran} (asked {checkpoint})")
+    rows = read_rows(run_dir)
+    if len(rows) != len(cfg.indices(len(ds))):
+        problems.append(f"{len(rows)} certified images (need {len(cfg.indices(len(ds)))})")
+    if problems:
+        raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
+    summary = summarize_rows(rows, cfg.radii)
+    summary["wall_time_s"] = json.loads((run_dir / SUMMARY).read_text())["wall_time_s"]
+    return summary
+
+
+def samples_to_go(cfg: CertifyConfig, ds: ImageDataset, out_dir: str | Path,
+                  incremental: bool = False) -> int:
+    """Forward samples a (possibly resumed) run in ``out_dir`` still has to draw: the images
+    without a complete row, times n0 + n (or n_p for IRS)."""
+    left = max(0, len(cfg.indices(len(ds))) - len(read_rows(out_dir)))
+    return left * ((cfg.n_p or cfg.n) if incremental else cfg.n0 + cfg.n)
 
 
 def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig,

@@ -9,7 +9,12 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from robustq.certify.run import CertifyConfig, certify_dataset, irs_certify_dataset
+from robustq.certify.run import (
+    CertifyConfig,
+    certify_dataset,
+    irs_certify_dataset,
+    samples_to_go,
+)
 from robustq.cli.common import check_model_fits, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
@@ -68,7 +73,7 @@ def certify_cmd(
                       f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
                       "larger --skip spreads them over the whole split")
     if jit:
-        samples = len(cfg.indices(len(ds))) * (n0 + n if incremental is None else n_p or n)
+        samples = samples_to_go(cfg, ds, out, incremental is not None)
         model = fast_inference(freeze_quantized(model), (batch, *ds.image_shape), samples)
     info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"],
             **({"cost": cost} if cost is not None else {})}

@@ -123,12 +123,7 @@ class MinMaxActivation(ActivationRange):
     """Uniform over [0, max] (or [-max, max] if signed), max from calibration batches."""
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        if not bool(self.initialized):
-            raise RobustqError("min-max activation quantizer used before calibration")
-        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
-        lo = -levels if self.signed else 0
-        scale = torch.clamp(self.observed_max, min=1e-12) / levels
-        return torch.clamp(round_ste(x / scale), lo, levels) * scale
+        return self.grid().apply(x)
 
     def grid(self) -> Grid:
         if not bool(self.initialized):

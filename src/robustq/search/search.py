@@ -30,11 +30,10 @@ from robustq.certify.run import (
     CertifyConfig,
     Progress,
     certify_dataset,
-    read_rows,
-    summarize_rows,
+    reuse_certification,
+    samples_to_go,
 )
 from robustq.data import load_dataset
-from robustq.data.dataset import ImageDataset
 from robustq.models import ModelCard
 from robustq.models.compile import fast_inference
 from robustq.models.evaluate import evaluate
@@ -257,17 +256,16 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
     Certification samples an inference-only copy (``freeze_quantized``, then compiled or traced
     by ``fast_inference``): the same quantized classifier up to float rounding. With ``reuse``,
     an existing certification run of this very model with these settings is read instead
-    (``reused_certification``)."""
+    (``certify.run.reuse_certification``)."""
     test = load_dataset(data, "test")
     skip = skip or max(1, len(test) // images)
     cc = CertifyConfig(sigma=sigma, n0=cfg.n0, n=n, alpha=cfg.alpha, batch_size=cfg.batch_size,
                        chunk=100, skip=skip, max_images=images, seed=cfg.seed,
                        radii=(0.0, 0.25, 0.5, 0.75, 1.0))
     if reuse is not None:
-        s = reused_certification(reuse, cc, test, cfg.checkpoint)
+        s = reuse_certification(reuse, test, cc, cfg.checkpoint)
     else:
-        left = len(cc.indices(len(test))) - len(read_rows(out))     # a resumed run: the rest
-        samples = max(0, left) * (cc.n0 + cc.n)
+        samples = samples_to_go(cc, test, out)
         s = certify_dataset(fast_inference(freeze_quantized(model), (cc.batch_size, *shape),
                                            samples), test, cc, out, progress=progress)
     chosen = test.subset(cc.indices(len(test)))
@@ -299,42 +297,3 @@ def search_origin(policy_path: Path) -> dict[str, Any] | None:
             else cfg["strategy"])
     return {"name": name, "search_dir": str(d.resolve()), "search_episodes": len(lines),
             "search_wall_s": round(cache_s + sum(ln["episode_s"] for ln in lines), 1)}
-
-
-# settings that decide which certificates a run computes (radii only summarize them)
-_SAME_CERTIFICATES = ("sigma", "n0", "n", "alpha", "batch_size", "chunk", "seed")
-
-
-def reused_certification(run_dir: Path, cc: CertifyConfig, test: ImageDataset,
-                         checkpoint: str) -> dict[str, Any]:
-    """The summary (at ``cc.radii``) of a finished ``robustq certify`` run in ``run_dir`` that
-    certified exactly the images of ``test`` that ``cc`` selects, with the same sigma, n0, n,
-    alpha, batch, chunk and seed: the same noise, so the same certificates, up to the float
-    rounding of how the model was run, and of the same ``checkpoint`` file. Anything that
-    differs is refused with the reason."""
-    meta_path = run_dir / "run.json"
-    if not meta_path.is_file() or not (run_dir / "summary.json").is_file():
-        raise RobustqError(f"{run_dir}: not a finished certification run (needs run.json and "
-                           "summary.json)")
-    meta = json.loads(meta_path.read_text())
-    old = meta.get("config", {})
-    problems = [f"{k} {old.get(k)} (asked {getattr(cc, k)})" for k in _SAME_CERTIFICATES
-                if old.get(k) != getattr(cc, k)]
-    if meta.get("kind") != "certify":
-        problems.append(f"kind {meta.get('kind')} (an IRS run is not a full certification)")
-    data = meta.get("data", {})
-    if (data.get("source"), data.get("split")) != (test.source, test.split):
-        problems.append(f"data {data.get('source')}:{data.get('split')}")
-    if data.get("indices") != cc.indices(len(test)):
-        problems.append("another image list")
-    ran = Path(meta.get("model", {}).get("checkpoint", ""))
-    if not (ran.is_file() and ran.samefile(checkpoint)):
-        problems.append(f"checkpoint {ran} (asked {checkpoint})")
-    rows = read_rows(run_dir)
-    if len(rows) != len(cc.indices(len(test))):
-        problems.append(f"{len(rows)} certified images (need {len(cc.indices(len(test)))})")
-    if problems:
-        raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
-    summary = summarize_rows(rows, cc.radii)
-    summary["wall_time_s"] = json.loads((run_dir / "summary.json").read_text())["wall_time_s"]
-    return summary
