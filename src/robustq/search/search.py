@@ -296,4 +296,4 @@ def search_origin(policy_path: Path) -> dict[str, Any] | None:
     name = (f"uniform{cfg['uniform_bits']}" if cfg["strategy"] == "uniform"
             else cfg["strategy"])
     return {"name": name, "search_dir": str(d.resolve()), "search_episodes": len(lines),
-            "search_wall_s": round(cache_s + sum(ln["episode_s"] for ln in lines), 1)}
+            "search_wall_s": round(cache_s + sum(ln["episode_s"] for ln in lines), 3)}
