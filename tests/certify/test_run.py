@@ -6,7 +6,14 @@ import torch
 from typer.testing import CliRunner
 
 from robustq.certify import Smooth
-from robustq.certify.run import CACHE, TSV, CertifyConfig, certify_dataset, irs_certify_dataset
+from robustq.certify.run import (
+    CACHE,
+    TSV,
+    CertifyConfig,
+    certify_dataset,
+    irs_certify_dataset,
+    read_rows,
+)
 from robustq.cli.main import app
 from robustq.models import ModelCard, get_model, save_checkpoint
 from robustq.utils.errors import RobustqError
@@ -142,3 +149,26 @@ def test_metrics_on_hand_made_results():
     assert s["certified_accuracy"] == {"0.0": 0.5, "0.5": 0.25}
     assert s["abstention_rate"] == 0.25 and s["smoothed_accuracy"] == 0.5
     assert np.isclose(s["acr"], 0.275)
+
+
+def test_compare_runs_pairs_images_and_refuses_different_ones(tmp_path, tiny_rgb_dataset):
+    from robustq.certify.run import compare_runs, summarize_rows
+
+    cfg = CertifyConfig(**CFG)
+    certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "a")
+    torch.manual_seed(1)
+    other = get_model("small_cnn", 2, 3).eval()
+    certify_dataset(other, tiny_rgb_dataset, cfg, tmp_path / "b")
+    d = compare_runs(tmp_path / "a", tmp_path / "b")
+    sa = summarize_rows(read_rows(tmp_path / "a"), (0.5,))
+    sb = summarize_rows(read_rows(tmp_path / "b"), (0.5,))
+    assert d["acr"].mean == pytest.approx(sa["acr"] - sb["acr"])
+    assert d["smoothed_accuracy"].mean == pytest.approx(
+        sa["smoothed_accuracy"] - sb["smoothed_accuracy"])
+    assert d["acr"].images == 7 and d["acr"].low <= d["acr"].mean <= d["acr"].high
+    same = compare_runs(tmp_path / "a", tmp_path / "a")["acr"]
+    assert (same.mean, same.significant) == (0.0, False)
+    certify_dataset(model2(), tiny_rgb_dataset, CertifyConfig(**CFG | dict(skip=2)),
+                    tmp_path / "c")
+    with pytest.raises(RobustqError, match="different images"):
+        compare_runs(tmp_path / "a", tmp_path / "c")

@@ -2,7 +2,13 @@
 and certified-robustness metrics."""
 
 from robustq.certify.irs import CacheEntry, IRSCertificate, estimate_zeta, irs_certify_many
-from robustq.certify.metrics import accuracy_curve, certified_accuracy, summarize
+from robustq.certify.metrics import (
+    PairedDifference,
+    accuracy_curve,
+    certified_accuracy,
+    paired_difference,
+    summarize,
+)
 from robustq.certify.smooth import ABSTAIN, Certificate, Smooth
 
 __all__ = [
@@ -10,10 +16,12 @@ __all__ = [
     "CacheEntry",
     "Certificate",
     "IRSCertificate",
+    "PairedDifference",
     "Smooth",
     "accuracy_curve",
     "certified_accuracy",
     "estimate_zeta",
     "irs_certify_many",
+    "paired_difference",
     "summarize",
 ]

@@ -25,7 +25,13 @@ import numpy as np
 from torch import nn
 
 from robustq.certify.irs import CacheEntry, irs_certify_many
-from robustq.certify.metrics import accuracy_curve, summarize
+from robustq.certify.metrics import (
+    PairedDifference,
+    accuracy_curve,
+    certified_radii,
+    paired_difference,
+    summarize,
+)
 from robustq.certify.smooth import Certificate, Smooth, check_alpha
 from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
@@ -149,6 +155,32 @@ def summarize_rows(rows: list[dict[str, str]], radii: tuple[float, ...]) -> dict
 def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
     """The complete per-image rows of a (possibly unfinished) run in ``out_dir``."""
     return _read_rows(Path(out_dir) / TSV)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, confidence: float = 0.95
+                 ) -> dict[str, PairedDifference]:
+    """Paired differences a - b of two certification runs over the same images: ``acr`` (per-image
+    certified radius, 0 where wrong) and ``smoothed_accuracy`` (per-image correctness), each with
+    a ``confidence`` t interval (``paired_difference``). Raises ``RobustqError`` when the runs
+    did not certify the same images with the same labels."""
+    a = {r["idx"]: r for r in read_rows(run_a)}
+    b = {r["idx"]: r for r in read_rows(run_b)}
+    if a.keys() != b.keys() or any(a[i]["label"] != b[i]["label"] for i in a):
+        raise RobustqError(f"{run_a} and {run_b} certified different images; a paired "
+                           f"comparison needs the same ones ({len(a)} and {len(b)} rows)")
+    if len(a) < 2:
+        raise RobustqError(f"{run_a}: a paired comparison needs at least 2 certified images")
+    order = sorted(a, key=int)
+
+    def per_image(rows: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        preds = [int(rows[i]["predict"]) for i in order]
+        labels = [int(rows[i]["label"]) for i in order]
+        radii = certified_radii(preds, labels, [float(rows[i]["radius"]) for i in order])
+        return radii, (np.asarray(preds) == np.asarray(labels)).astype(float)
+
+    (ra, ca), (rb, cb) = per_image(a), per_image(b)
+    return {"acr": paired_difference(ra, rb, confidence),
+            "smoothed_accuracy": paired_difference(ca, cb, confidence)}
 
 
 def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[str, str]]
