@@ -16,32 +16,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_markdown import pct  # noqa: E402 - a sibling script, run from anywhere
 
-from robustq.certify.run import compare_runs  # noqa: E402
-
-
-def interval(d, scale: float = 1.0, digits: int = 3) -> str:
-    mark = " *" if d.significant else ""
-    return (f"{scale * d.mean:+.{digits}f} [{scale * d.low:+.{digits}f}, "
-            f"{scale * d.high:+.{digits}f}]{mark}")
-
-
-def print_pairs(rows: list[dict]) -> None:
-    """Every later row against every earlier one (FP32 first), on their common images."""
-    have = [r for r in rows if r.get("certification_dir")]
-    if len(have) < 2:
-        return
-    print("\nPaired differences on the same images, row minus column model, with 95% t "
-          "intervals (* = interval excludes 0):\n")
-    print("| a - b | ACR | smoothed acc. (points) |\n| --- | --- | --- |")
-    for i, b in enumerate(have):
-        for a in have[i + 1:]:
-            d = compare_runs(a["certification_dir"], b["certification_dir"])
-            print(f"| {a['name']} - {b['name']} | {interval(d['acr'])} | "
-                  f"{interval(d['smoothed_accuracy'], 100, 1)} |")
+from robustq.certify.run import pairwise_differences  # noqa: E402
 
 
 def minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def interval(d: dict, scale: float = 1.0, digits: int = 3) -> str:
+    mark = " *" if d["significant"] else ""
+    return (f"{scale * d['mean']:+.{digits}f} [{scale * d['low']:+.{digits}f}, "
+            f"{scale * d['high']:+.{digits}f}]{mark}")
+
+
+def print_pairs(table: dict) -> None:
+    """Every later row against every earlier one (FP32 first), from ``compare.json`` (older
+    compares without it: recomputed from the rows' certification runs)."""
+    paired = table.get("paired")
+    if paired is None:
+        paired = pairwise_differences([(r["name"], r["certification_dir"])
+                                       for r in table["rows"]])
+    if not paired:
+        return
+    print("\nPaired differences on the same images, a minus b, with 95% t intervals "
+          "(* = interval excludes 0):\n")
+    print("| a - b | ACR | smoothed acc. (points) |\n| --- | --- | --- |")
+    for d in paired:
+        print(f"| {d['a']} - {d['b']} | {interval(d['acr'])} | "
+              f"{interval(d['smoothed_accuracy'], 100, 1)} |")
 
 
 def main() -> None:
@@ -64,7 +66,7 @@ def main() -> None:
               f"{pct(r['clean_accuracy'])} | {pct(r['smoothed_accuracy'])} | {r['acr']:.3f} | "
               f"{ca} | {r['images']} x {r['n']:,} | {search} | "
               f"{minutes(r.get('certify_wall_s'))} |")
-    print_pairs(rows)
+    print_pairs(table)
     policies = {r["name"]: r["policy"] for r in rows if r.get("policy")}
     if policies:
         layers = list(next(iter(policies.values())))

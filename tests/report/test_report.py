@@ -190,3 +190,7 @@ def test_compare_table_rows_and_curves_reach_the_report(demo, tmp_path):
     for t in table:
         assert rows[f"cmp/{t['name']}"][6] == f"{t['acr']:.3f}"
     assert "Certified accuracy versus radius" in page
+    paired = json.loads((tmp_path / "cmp/compare.json").read_text())["paired"]
+    (diff,) = _table_rows(page, "a - b", "ACR diff.")
+    assert diff[0] == "arq - FP32" and paired[0]["a"] == "arq"
+    assert diff[1] == f"{table[1]['acr'] - table[0]['acr']:.3f}" == f"{paired[0]['acr']['mean']:.3f}"

@@ -104,6 +104,12 @@ def test_cli_search_and_compare(fp, tmp_path):
     assert rows[2]["search_episodes"] == 2 and rows[2]["search_wall_s"] > 0
     assert "search_wall_s" not in rows[1] and rows[1]["policy"] == best["policy"]
     assert rows[1]["acr"] == rows[2]["acr"]           # the same policy, evaluated identically
+    paired = json.loads((tmp_path / "c" / "compare.json").read_text())["paired"]
+    assert [(d["a"], d["b"]) for d in paired] == [("p", "FP32"), ("random", "FP32"),
+                                                  ("random", "p")]
+    assert paired[1]["acr"]["mean"] == pytest.approx(rows[2]["acr"] - rows[0]["acr"])
+    same = paired[2]
+    assert (same["acr"]["mean"], same["acr"]["significant"], same["images"]) == (0.0, False, 4)
     # the fine-tuned model is kept: a rerun (or a resumed run) certifies the very same model
     saved = tmp_path / "c" / "runs" / "p" / "model.safetensors"
     assert saved.is_file()

@@ -16,7 +16,7 @@ import dataclasses
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,22 @@ def compare_runs(run_a: str | Path, run_b: str | Path, confidence: float = 0.95
     (ra, ca), (rb, cb) = per_image(a), per_image(b)
     return {"acr": paired_difference(ra, rb, confidence),
             "smoothed_accuracy": paired_difference(ca, cb, confidence)}
+
+
+def pairwise_differences(runs: Sequence[tuple[str, str | Path]], confidence: float = 0.95
+                         ) -> list[dict[str, Any]]:
+    """``compare_runs`` for every later run against every earlier one (name, directory), as
+    JSON-ready rows: ``{"a", "b", "images", "acr": {...}, "smoothed_accuracy": {...}}``, each
+    difference a - b with ``mean``, ``low``, ``high`` and ``significant``."""
+    out = []
+    for i, (name_b, dir_b) in enumerate(runs):
+        for name_a, dir_a in runs[i + 1:]:
+            d = compare_runs(dir_a, dir_b, confidence)
+            out.append({"a": name_a, "b": name_b, "images": d["acr"].images,
+                        "confidence": confidence,
+                        **{k: {"mean": v.mean, "low": v.low, "high": v.high,
+                               "significant": v.significant} for k, v in d.items()}})
+    return out
 
 
 def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[str, str]]

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from robustq.certify.run import pairwise_differences
 from robustq.cli.common import console, fail, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.quant.checkpoint import load_model, save_quantized
@@ -162,9 +163,10 @@ def compare_cmd(
                       f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
                       f"BitOPs {r['bitops_percent']:.3f}%")
         # after every model: a killed compare keeps the finished rows (and resumes the rest)
+        paired = pairwise_differences([(r["name"], r["certification_dir"]) for r in rows])
         atomic_write_json(out / "compare.json", {
             "rows": rows, "candidates": names, "complete": len(rows) == len(names),
-            "provenance": provenance(seed, cfg.to_json())})
+            "paired": paired, "provenance": provenance(seed, cfg.to_json())})
         buf = io.StringIO()
         w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
         w.writeheader()

@@ -110,6 +110,7 @@ class _Report:
         out = table(CERT_HEADER, self.cert_rows, "Smoothed classifiers (sigma as each run "
                     "records it). CA@r: certified accuracy at l2 radius r ([0,1] pixel units). "
                     "Each row's numbers come from the file in its source column.")
+        out += self._paired()
         if self.curves:
             out += figure(plots.certified_accuracy_curves(self.curves),
                           "Certified accuracy versus radius (from each run's summary curve).",
@@ -121,6 +122,25 @@ class _Report:
                           "ACR versus BitOPs (% of FP32): models evaluated on the test split, "
                           "the Pareto front dashed; grey: search episodes (held-out split, "
                           "incremental certification).", "ACR versus BitOPs")
+        return out
+
+    def _paired(self) -> str:
+        """Each compare's paired differences (same images), as its compare.json records them."""
+        out = ""
+        for r in self.of("compare"):
+            rows = [[f"{d['a']} - {d['b']}",
+                     *(d[k][q] for k in ("acr", "smoothed_accuracy") for q in ("mean", "low",
+                                                                              "high")),
+                     d["acr"]["significant"], d["smoothed_accuracy"]["significant"],
+                     d["images"]] for d in r.data.get("paired", [])]
+            if rows:
+                conf = r.data["paired"][0]["confidence"]
+                out += table(["a - b", "ACR diff.", "low", "high", "smoothed acc. diff.", "low",
+                              "high", "ACR sig.", "acc. sig.", "images"], rows,
+                             f"{r.name}: paired differences on the same test images, a minus b, "
+                             f"with {100 * conf:.0f}% t intervals over images (the models' "
+                             f"fine-tuning seeds not included); sig.: the interval excludes 0. "
+                             f"From {self.src(r.path / 'compare.json')}.")
         return out
 
     # ----- search

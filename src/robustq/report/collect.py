@@ -108,7 +108,8 @@ def load_search(path: Path, name: str) -> RunRecord:
 
 def load_compare(path: Path, name: str) -> RunRecord:
     meta = _json(path / "compare.json")
-    rec = RunRecord("compare", name, path, {"rows": meta["rows"], "curves": {}},
+    rec = RunRecord("compare", name, path, {"rows": meta["rows"], "curves": {},
+                                            "paired": meta.get("paired", [])},
                     sources=[path / "compare.json"], provenance=meta.get("provenance"))
     done = {row["name"] for row in meta["rows"]}
     for name_left in [c for c in meta.get("candidates", []) if c not in done]:
