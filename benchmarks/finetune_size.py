@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,12 +24,24 @@ from robustq.search.evaluate import build_quantized
 from robustq.utils import atomic_write_json, provenance
 
 
+def numbers(kind: type) -> Callable[[str], list]:
+    """An argparse type: a comma-separated list of ``kind`` (a clear usage error otherwise)."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, "
+                                             f"got {text!r}") from None
+    return parse
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", default="zoo/resnet20_cifar10_sigma0.25.safetensors")
     ap.add_argument("--data", default="../shared/data/cifar10-jpeg.zip")
-    ap.add_argument("--sizes", default="2000,10000")
-    ap.add_argument("--lrs", default="1e-3", help="comma-separated SGD learning rates")
+    ap.add_argument("--sizes", type=numbers(int), default=[2000, 10000])
+    ap.add_argument("--lrs", type=numbers(float), default=[1e-3],
+                    help="comma-separated SGD learning rates")
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--method", default="lsq")
     ap.add_argument("--holdout", type=int, default=2000)
@@ -40,19 +53,22 @@ def main() -> None:
     perm = np.random.default_rng(0).permutation(len(train))
     hold = train.subset(np.sort(perm[-args.holdout:]))
     policy = uniform_policy(fp, args.bits, args.bits, first_last_bits=None, first_input_fp=False)
-    rows = [{"images": 0, "model": "FP32", **evaluate(fp, hold, sigma=sigma)}]
-    print(json.dumps(rows[-1]), flush=True)
-    for lr in map(float, args.lrs.split(",")):
-        for k in map(int, args.sizes.split(",")):
+    rows: list[dict] = []
+
+    def record(row: dict) -> None:                 # written after every row: a kill keeps them
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        atomic_write_json(args.out, {"rows": rows, "provenance": provenance(0, vars(args))})
+
+    record({"images": 0, "model": "FP32", **evaluate(fp, hold, sigma=sigma)})
+    for lr in args.lrs:
+        for k in args.sizes:
             t0 = time.perf_counter()
             q = build_quantized(fp, policy, args.method, train.subset(np.sort(perm[:k])), sigma,
                                 lr, 0)
-            rows.append({"images": k, "lr": lr, "model": f"{args.method} {args.bits}/{args.bits}",
-                         "finetune_s": round(time.perf_counter() - t0, 1),
-                         **evaluate(q, hold, sigma=sigma)})
-            print(json.dumps(rows[-1]), flush=True)
-            atomic_write_json(args.out, {"rows": rows, "provenance": provenance(0, vars(args))})
-    atomic_write_json(args.out, {"rows": rows, "provenance": provenance(0, vars(args))})
+            record({"images": k, "lr": lr, "model": f"{args.method} {args.bits}/{args.bits}",
+                    "finetune_s": round(time.perf_counter() - t0, 1),
+                    **evaluate(q, hold, sigma=sigma)})
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 For an ARQ search directory and a list of policy files, each policy is quantized and fine-tuned
 with the search's recipe under ``--seeds`` fine-tuning seeds, and scored with the search's own
 reward (IRS against its FP cache on its held-out certification images). Per policy: the mean and
-spread of the held-out ACR across seeds (the fine-tuning noise the search sees in one episode)
-and the image-sampling standard error; per seed: the paired ACR difference to the first policy on
-the same images (``compare_runs``). Results go to ``--out/reward_noise.json``; Markdown is printed.
+spread of the held-out ACR across seeds (the fine-tuning noise the search sees in one episode);
+per seed: the paired ACR difference to the first policy on the same images with its 95% interval
+(``compare_runs``: the image-sampling error). A search's ``best_policy.json`` is named after its
+strategy, as in ``robustq compare``. Results go to ``--out/reward_noise.json``; Markdown is
+printed.
 
     python benchmarks/reward_noise.py runs/search_arq runs/search_arq/best_policy.json \\
         runs/search_uniform/best_policy.json runs/search_haq/best_policy.json \\
@@ -26,7 +28,9 @@ from robustq.quant.cost import model_cost
 from robustq.quant.policy import Policy
 from robustq.search import Search, SearchConfig
 from robustq.search.evaluate import arq_reward, build_quantized
+from robustq.search.search import search_origin
 from robustq.utils import atomic_write_json, provenance
+from robustq.utils.errors import RobustqError
 
 SEED0 = 1000          # fine-tuning seeds the search's episodes (seed + episode < 1000) never used
 
@@ -38,17 +42,25 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per policy")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/reward_noise"))
     args = ap.parse_args()
+    try:
+        run(args)
+    except RobustqError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def run(args: argparse.Namespace) -> None:
     cfg = SearchConfig.from_json(json.loads((args.search / "search.json").read_text())["config"])
     if cfg.strategy != "arq":
         raise SystemExit(f"{args.search}: need an ARQ search (its FP cache and reward)")
+    policies = {(search_origin(p) or {"name": p.stem})["name"]: (p, Policy.load(p))
+                for p in args.policies}             # checked before the search is set up
+    if len(policies) != len(args.policies):
+        raise SystemExit(f"policy names must differ: {', '.join(map(str, args.policies))}")
     search = Search(cfg, args.search)
     ctx = search.context()                       # the FP cache exists: nothing is re-certified
-    names = [p.parent.name if p.name == "best_policy.json" else p.stem for p in args.policies]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"policy names must differ, got {names}")
+    names = list(policies)
     results: dict[str, dict] = {}
-    for name, path in zip(names, args.policies, strict=True):
-        policy = Policy.load(path)
+    for name, (path, policy) in policies.items():
         runs = []
         for k in range(args.seeds):
             work = args.out / name / f"seed_{k}"
