@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from robustq.cli.main import app
-from robustq.search.search import Search, SearchConfig
+from robustq.search.search import Search, SearchConfig, read_state
 from robustq.utils.errors import RobustqError
 from tests.conftest import write_image_folder
 
@@ -91,7 +91,7 @@ def test_cli_search_and_compare(fp, tmp_path):
                               "--budget", "5", "--episodes", "2", "--test-images", "0",
                               "--cert-images", "4", *common])
     assert res.exit_code == 0, res.output
-    best = json.loads((tmp_path / "s" / "state.json").read_text())["best"]
+    best = read_state(tmp_path / "s")["best"]
     found = tmp_path / "s" / "best_policy.json"            # written by the search itself
     assert json.loads(found.read_text())["layers"] == best["policy"]
     (tmp_path / "p.json").write_text(json.dumps(best["policy"]))

@@ -37,6 +37,7 @@ from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json
 from robustq.utils.provenance import provenance
+from robustq.utils.validate import check_sigma
 
 TSV = "certify.tsv"
 CACHE = "irs_cache.bin"
@@ -68,8 +69,9 @@ class CertifyConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.sigma > 0:
-            raise RobustqError(f"sigma must be > 0 (pixel units), got {self.sigma}")
+        check_sigma(self.sigma)
+        if not 0.5 < self.gamma <= 1:
+            raise RobustqError(f"gamma must lie in (0.5, 1], got {self.gamma}")
         if self.n0 < 1 or self.n < 1:
             raise RobustqError(f"n0 and n must be >= 1, got n0={self.n0}, n={self.n}")
         check_alpha(self.alpha)

@@ -18,6 +18,7 @@ from torch import nn
 from robustq.certify.noise import ESTIMATION, SELECTION, chunk_noise, chunk_seed, chunk_sizes
 from robustq.certify.stats import binom_two_sided_pvalue, clopper_pearson_lower, radius_from_p
 from robustq.utils.errors import RobustqError
+from robustq.utils.validate import check_sigma
 
 ABSTAIN = -1
 PREDICTION_PHASE = 2
@@ -50,8 +51,7 @@ class Smooth:
 
     def __init__(self, model: nn.Module, num_classes: int, sigma: float, batch_size: int = 400,
                  chunk: int | None = None) -> None:
-        if not sigma > 0:
-            raise RobustqError(f"sigma must be > 0 (pixel units), got {sigma}")
+        sigma = check_sigma(sigma)
         if batch_size < 1:
             raise RobustqError(f"batch size must be >= 1, got {batch_size}")
         chunk = batch_size if chunk is None else chunk

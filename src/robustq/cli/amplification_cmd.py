@@ -13,7 +13,7 @@ import typer
 
 from robustq.bench.attacks import get_attack
 from robustq.cli.bench_cmd import _floats
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import NOTHING, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.quant.checkpoint import load_model
@@ -22,7 +22,7 @@ from robustq.utils.io import atomic_write_json
 from robustq.utils.provenance import provenance
 
 
-@friendly_errors
+@friendly_errors(out_file=True, on_interrupt=NOTHING)
 def amplification_cmd(
     checkpoints: Annotated[list[Path], typer.Argument(help="FP and/or quantized checkpoints")],
     out: Annotated[Path, typer.Option(help="output JSON file")],

@@ -1,7 +1,15 @@
-"""What every command shares: error handling that turns bad input into one line and exit 2."""
+"""What every command shares: one error path that turns bad input into one line and exit 2.
+
+``friendly_errors`` wraps every command. Before the command runs it checks that ``--out`` can be
+written (a directory, or a file with ``out_file=True``), so a bad output path is refused before
+anything is written. While it runs, ``RobustqError`` (bad input), ``OSError`` (a file that cannot
+be read or written, a full disk) and ``UnicodeDecodeError`` become one line on stderr and exit 2;
+Ctrl-C says how to continue and exits 130.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -10,31 +18,56 @@ import typer
 from rich.console import Console
 
 from robustq.utils.errors import RobustqError
+from robustq.utils.io import check_writable
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
+
+RERUN = "rerun the same command (same --out) to continue: finished work is kept"
+RESUME = "rerun the same command with --resume to continue from the last finished epoch"
+NOTHING = "nothing was written"
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 
-def friendly_errors(fn: Callable) -> Callable:
-    """Report RobustqError (and a missing file) as one line, with a non-zero exit."""
+def os_error_message(e: OSError) -> str:
+    """One line for an ``OSError``: the path, what went wrong, and for a full disk that the
+    command resumes."""
+    where = e.filename if e.filename is not None else "a file"
+    what = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where}: no space left on device; free some space and rerun the same command: "
+                "it resumes where it stopped")
+    return f"{where}: {what}"
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RobustqError as e:
-            fail(str(e))
-        except FileNotFoundError as e:
-            fail(f"{e.filename}: no such file or directory")
-        except KeyboardInterrupt:
-            console.print("interrupted; rerun with --resume to continue")
-            sys.exit(130)
 
-    return wrapper
+def friendly_errors(fn: Callable | None = None, *, out_file: bool = False,
+                    on_interrupt: str = RERUN) -> Callable:
+    """Decorate a command (bare, or with options): see the module docstring. ``on_interrupt``
+    is what Ctrl-C tells the user."""
+
+    def decorate(cmd: Callable) -> Callable:
+        @functools.wraps(cmd)
+        def wrapper(*args, **kwargs):
+            try:
+                if kwargs.get("out") is not None:
+                    check_writable(kwargs["out"], out_file, "--out ")
+                return cmd(*args, **kwargs)
+            except RobustqError as e:
+                fail(str(e))
+            except OSError as e:
+                fail(os_error_message(e))
+            except UnicodeDecodeError as e:
+                fail(f"input is not UTF-8 text ({e.reason} at byte {e.start})")
+            except KeyboardInterrupt:
+                console.print(f"interrupted; {on_interrupt}", highlight=False)
+                sys.exit(130)
+
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
 
 
 def check_model_fits(model, ds, checkpoint) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import NOTHING, RESUME, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
@@ -41,7 +41,7 @@ def resolve_policy(model, policy: Path | None, bits: str | None, first_last: int
     return uniform_policy(model, w_bits, a_bits, fl, first_input_fp).validate(model)
 
 
-@friendly_errors
+@friendly_errors(on_interrupt=RESUME)
 def quantize_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
     out: Annotated[Path, typer.Option(help="output directory")],
@@ -105,7 +105,7 @@ def card_shape(card: ModelCard) -> tuple[int, int, int]:
     return (card.in_channels, *card.input_size)
 
 
-@friendly_errors
+@friendly_errors(on_interrupt=NOTHING)
 def cost_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP or quantized robustq checkpoint")],
     policy: PolicyOpt = None,

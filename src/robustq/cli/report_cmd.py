@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import NOTHING, console, friendly_errors
 from robustq.report import build_report
 
 
-@friendly_errors
+@friendly_errors(out_file=True, on_interrupt=NOTHING)
 def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="run directories (certify, search, compare, "
                                                "bench, DQ, demo); searched recursively")],

@@ -9,7 +9,7 @@ from typing import Annotated
 import torch
 import typer
 
-from robustq.cli.common import check_model_fits, console, friendly_errors
+from robustq.cli.common import NOTHING, RESUME, check_model_fits, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
 from robustq.models import ModelCard
@@ -19,6 +19,8 @@ from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import lipschitz_penalty
 from robustq.utils import atomic_write_json, provenance, seed_everything
 from robustq.utils.errors import RobustqError
+from robustq.utils.io import file_sha256
+from robustq.utils.validate import check_sigma
 
 DataOpt = Annotated[str, typer.Option("--data", help="'embedded', a CIFAR-10/MNIST directory, "
                                       "or an ImageFolder directory or .zip")]
@@ -31,7 +33,28 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@friendly_errors
+def new_model(arch: str, train_ds, act_bound: float | None) -> tuple[torch.nn.Module, ModelCard]:
+    """A freshly initialised ``arch`` whose card carries the data set's normalization."""
+    (c, h, w), (mean, std) = train_ds.image_shape, train_ds.channel_stats()
+    card = ModelCard(arch=arch, num_classes=train_ds.num_classes, in_channels=c, mean=mean,
+                     std=std, classes=train_ds.classes, input_size=(h, w),
+                     extra={"act_bound": act_bound} if act_bound is not None else {})
+    return card.build(), card
+
+
+def warm_start(init: Path, arch: str, train_ds) -> tuple[torch.nn.Module, ModelCard]:
+    """The FP model at ``init`` (weights and card, normalization included) to train further."""
+    model, meta = load_model(init)
+    if "quant" in meta:
+        raise RobustqError(f"--init {init}: a quantized checkpoint; warm starts take FP models")
+    card = ModelCard.from_json(meta["card"])
+    if card.arch != arch:
+        raise RobustqError(f"--init {init}: a {card.arch}, but --arch is {arch}")
+    check_model_fits(model, train_ds, init)
+    return model, card
+
+
+@friendly_errors(on_interrupt=RESUME)
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory (checkpoints, log)")],
     data: DataOpt = "embedded",
@@ -54,6 +77,11 @@ def train_cmd(
     act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) "
                                                     "(Defensive Quantization; default: ReLU)")]
     = None,
+    max_images: Annotated[int | None, typer.Option(help="train on this many training images "
+                                                   "(an evenly spread, class-balanced subset)")]
+    = None,
+    init: Annotated[Path | None, typer.Option(help="warm start from this FP checkpoint's weights "
+                                              "(same architecture; its card is kept)")] = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
@@ -64,15 +92,14 @@ def train_cmd(
     cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                       weight_decay=weight_decay, schedule=schedule, sigma=sigma,
                       crop_padding=(4 if c == 3 else 2) if crop_padding is None else crop_padding,
-                      flip=(c == 3) if flip is None else flip, seed=seed, eval_images=eval_images)
-    mean, std = train_ds.channel_stats()
-    card = ModelCard(arch=arch, num_classes=train_ds.num_classes, in_channels=c, mean=mean,
-                     std=std, classes=train_ds.classes, input_size=(h, w),
-                     extra={"act_bound": act_bound} if act_bound is not None else {})
+                      flip=(c == 3) if flip is None else flip, seed=seed, eval_images=eval_images,
+                      max_images=max_images, init=None if init is None else str(init.resolve()),
+                      init_sha256=None if init is None else file_sha256(init))
     if act_bound is not None and not act_bound > 0:
         raise RobustqError(f"--act-bound must be > 0, got {act_bound}")
     seed_everything(seed)
-    model = card.build()
+    model, card = (warm_start(init, arch, train_ds) if init is not None
+                   else new_model(arch, train_ds, act_bound))
     console.print(f"training {arch} on {train_ds.source} ({len(train_ds)} train, {len(test_ds)} "
                   f"test images), sigma={sigma}, {epochs} epochs -> {out}")
     if dq_beta < 0:
@@ -86,7 +113,7 @@ def train_cmd(
                   + f"; checkpoint {out / 'model.safetensors'}")
 
 
-@friendly_errors
+@friendly_errors(out_file=True, on_interrupt=NOTHING)
 def evaluate_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="a robustq .safetensors checkpoint")],
     data: DataOpt = "embedded",
@@ -104,9 +131,10 @@ def evaluate_cmd(
     model, meta = load_model(checkpoint)
     ds = load_dataset(data, split)
     check_model_fits(model, ds, checkpoint)
+    sigma_given = sigma is not None
     sigma = meta.get("sigma", 0.0) if sigma is None else sigma
-    if sigma < 0:
-        raise RobustqError(f"--sigma must be >= 0, got {sigma}")
+    sigma = check_sigma(sigma, "--sigma" if sigma_given else f"{checkpoint}: sigma",
+                        allow_zero=True)
     res = evaluate_model(model, ds, sigma, batch_size=batch_size, seed=seed)
     res.update(checkpoint=str(checkpoint), data=ds.source, split=split)
     line = f"{checkpoint}: {res['n']} {split} images, clean accuracy {res['clean_accuracy']:.4f}"

@@ -23,6 +23,10 @@ from robustq.utils.io import atomic_write
 META_KEY = "robustq"
 
 
+def _is_int(v: object, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
 @dataclass
 class ModelCard:
     """How to rebuild a model: the registry name and its constructor arguments."""
@@ -54,7 +58,21 @@ class ModelCard:
         for k in ("mean", "std", "classes", "input_size"):
             if k in known:
                 known[k] = tuple(known[k])
-        return cls(**known)
+        card = cls(**known)
+        card.check()
+        return card
+
+    def check(self) -> None:
+        """Types and sizes of every field (a card read from a file is untrusted input)."""
+        ok = (isinstance(self.arch, str) and _is_int(self.num_classes, 1)
+              and _is_int(self.in_channels, 1) and isinstance(self.extra, dict)
+              and len(self.mean) == len(self.std) == self.in_channels
+              and all(isinstance(v, int | float) and not isinstance(v, bool)
+                      for v in (*self.mean, *self.std)) and min(self.std) > 0
+              and len(self.input_size) == 2 and all(_is_int(v, 1) for v in self.input_size))
+        if not ok:
+            raise ValueError("expected arch (text), num_classes and in_channels (>= 1), mean and "
+                             "std (in_channels numbers, std > 0), input_size (2 sizes)")
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -76,7 +94,37 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise RobustqError(f"{path}: not a readable safetensors checkpoint ({e})") from None
     if raw is None:
         raise RobustqError(f"{path}: safetensors file has no robustq metadata")
-    return tensors, json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise RobustqError(f"{path}: robustq metadata is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise RobustqError(f"{path}: robustq metadata must be a JSON object, got "
+                           f"{type(meta).__name__}")
+    check_finite_tensors(path, tensors)
+    return tensors, meta
+
+
+def check_finite_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a checkpoint with NaN or infinite values, naming the first such tensor: such a
+    network's certificates and accuracies would be meaningless."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise RobustqError(f"{path}: tensor {name!r} holds {bad} non-finite value(s) "
+                               "(NaN or inf); refusing to load it")
+
+
+def card_from_meta(path: str | Path, meta: dict[str, Any]) -> ModelCard:
+    """The model card recorded in a checkpoint's metadata, validated (naming the file)."""
+    card = meta.get("card")
+    if not isinstance(card, dict):
+        raise RobustqError(f"{path}: checkpoint metadata has no model card (a JSON object), got "
+                           f"{type(card).__name__}")
+    try:
+        return ModelCard.from_json(card)
+    except (TypeError, ValueError, KeyError) as e:
+        raise RobustqError(f"{path}: invalid model card ({e})") from None
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard,
@@ -88,9 +136,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard,
 def load_checkpoint(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
     """Rebuild the model saved at ``path`` (eval mode) and return it with its metadata."""
     tensors, meta = load_tensors(path)
-    if "card" not in meta:
-        raise RobustqError(f"{path}: checkpoint metadata has no model card")
-    model = ModelCard.from_json(meta["card"]).build()
+    model = build_from_card(path, card_from_meta(path, meta))
     if "history" in meta and any(k.startswith("model.") for k in tensors):
         # a training state (weights + optimizer): its weights are the model's so far
         tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -101,6 +147,16 @@ def load_checkpoint(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
                            f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} "
                            f"unexpected (e.g. {unexpected[:2]})")
     return model.eval(), meta
+
+
+def build_from_card(path: str | Path, card: ModelCard) -> ImageClassifier:
+    """``card.build()``, with an unknown architecture or bad arguments named after ``path``."""
+    try:
+        return card.build()
+    except RobustqError as e:
+        raise RobustqError(f"{path}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise RobustqError(f"{path}: cannot build {card.arch!r} from its card ({e})") from None
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor]

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from robustq.data.dataset import ImageDataset
+from robustq.utils.validate import check_sigma
 
 
 def batches(ds: ImageDataset, batch_size: int):
@@ -21,6 +22,7 @@ def evaluate(model: nn.Module, ds: ImageDataset, sigma: float = 0.0, batch_size:
     ``sigma`` is in [0, 1] pixel units; the noise is seeded by ``seed``, so results repeat.
     Noisy images are not clipped, matching randomized smoothing's base classifier.
     """
+    sigma = check_sigma(sigma, allow_zero=True)
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)

@@ -29,6 +29,7 @@ from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.provenance import provenance
+from robustq.utils.validate import check_sigma
 
 SCHEDULES = ("cosine", "step", "onecycle")
 STATE_FILE = "train_state.safetensors"
@@ -52,6 +53,9 @@ class TrainConfig:
     seed: int = 0
     channels_last: bool = True
     eval_images: int = 2000
+    max_images: int | None = None      # train on the first N images of a class-balanced spread
+    init: str | None = None            # warm start: weights of this checkpoint (resolved path)
+    init_sha256: str | None = None     # ... and its content hash, so the run is reproducible
 
     def __post_init__(self) -> None:
         checks = [
@@ -62,10 +66,12 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, "
                                          f"got {self.schedule!r}"),
-            (0 <= self.sigma <= 4, f"sigma must lie in [0, 4] (pixel units), got {self.sigma}"),
             (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
             (self.eval_images >= 0, f"eval_images must be >= 0, got {self.eval_images}"),
+            (self.max_images is None or self.max_images >= 1,
+             f"max_images must be >= 1, got {self.max_images}"),
         ]
+        check_sigma(self.sigma, "sigma", allow_zero=True)
         for ok, msg in checks:
             if not ok:
                 raise RobustqError(msg)
@@ -167,6 +173,8 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
         raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
                            "choose a new output directory")
 
+    if cfg.max_images is not None and cfg.max_images < len(train_ds):
+        train_ds = train_ds.spread(cfg.max_images)
     n = len(train_ds)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs

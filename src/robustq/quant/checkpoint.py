@@ -8,7 +8,15 @@ from typing import Any
 
 from torch import nn
 
-from robustq.models.checkpoint import ModelCard, load_checkpoint, load_tensors, load_weights, save_checkpoint
+from robustq.models.checkpoint import (
+    ModelCard,
+    build_from_card,
+    card_from_meta,
+    load_checkpoint,
+    load_tensors,
+    load_weights,
+    save_checkpoint,
+)
 from robustq.quant.cost import model_cost
 from robustq.quant.policy import FP, Policy, uniform_policy
 from robustq.quant.quantize import get_policy, quantize
@@ -26,9 +34,15 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     tensors, meta = load_tensors(path)
     if "quant" not in meta:
         return load_checkpoint(path)
-    card = ModelCard.from_json(meta["card"])
-    policy = Policy.from_json(meta["quant"]["policy"])
-    qmodel = quantize(card.build(), policy, meta["quant"]["method"])
+    card = card_from_meta(path, meta)
+    quant = meta["quant"]
+    if not isinstance(quant, dict) or not {"policy", "method"} <= set(quant):
+        raise RobustqError(f"{path}: 'quant' metadata must be an object with policy and method")
+    try:
+        qmodel = quantize(build_from_card(path, card), Policy.from_json(quant["policy"]),
+                          quant["method"])
+    except RobustqError as e:
+        raise RobustqError(f"{path}: {e}") from None
     missing, unexpected = load_weights(qmodel, tensors)
     if missing or unexpected:
         raise RobustqError(f"{path}: quantized weights do not fit {card.arch}: {len(missing)} "

@@ -5,7 +5,7 @@ unfinished run (``missing``): a half-finished run yields what it has plus a note
 
 Run kinds, by the file that marks their directory:
 - ``certify`` / ``irs``: ``run.json`` + ``certify.tsv`` (+ ``summary.json`` once finished);
-- ``search``: ``search.json`` + ``episodes.jsonl``, ``state.json``, ``final.json``;
+- ``search``: ``search.json`` + ``episodes.jsonl``, ``search_state.safetensors``, ``final.json``;
 - ``compare``: ``compare.json`` with per-model certification runs under ``runs/``;
 - ``bench``: ``bench.json`` + unit cells (summarized from the cells when ``results.json`` is
   missing or older than the last unit);

@@ -16,6 +16,8 @@ incremental) certification (``evaluate_on_test``).
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustq.certify.run import (
@@ -33,8 +34,10 @@ from robustq.certify.run import (
     reuse_certification,
     samples_to_go,
 )
+from robustq.certify.smooth import check_alpha
 from robustq.data import load_dataset
 from robustq.models import ModelCard
+from robustq.models.checkpoint import load_tensors, save_tensors
 from robustq.models.compile import fast_inference
 from robustq.models.evaluate import evaluate
 from robustq.quant.checkpoint import load_model, save_quantized
@@ -46,10 +49,14 @@ from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
 from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write, atomic_write_json
+from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable_dir
 from robustq.utils.provenance import provenance
+from robustq.utils.records import claim, read_record
+from robustq.utils.validate import check_int, check_sigma
 
 STRATEGIES = ("arq", "haq", "random", "uniform")
+STATE_FILE = "search_state.safetensors"
+EPISODES = "episodes.jsonl"
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,15 @@ class SearchConfig:
             raise RobustqError("need 1 <= cert images <= held-out images")
         if not 1 <= self.n_p <= self.n:
             raise RobustqError(f"need 1 <= n_p <= n, got n_p={self.n_p}, n={self.n}")
+        if self.sigma is not None:
+            check_sigma(self.sigma)
+        for name in ("finetune_images", "holdout_images", "n0", "batch_size", "uniform_bits"):
+            check_int(getattr(self, name), name, 1)
+        check_alpha(self.alpha)
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
+        if not (math.isfinite(self.budget) and 0 < self.budget <= 100):
+            raise RobustqError(f"budget must lie in (0, 100] % of FP32 BitOPs, got {self.budget}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,28 +124,31 @@ class Search:
         self.fp, meta = load_model(cfg.checkpoint)
         self.fp.eval()
         self.card = ModelCard.from_json(meta["card"])
-        self.sigma = cfg.sigma if cfg.sigma is not None else float(meta.get("sigma", 0.0))
+        self.sigma = (cfg.sigma if cfg.sigma is not None else
+                      check_sigma(meta.get("sigma", 0.0), f"{cfg.checkpoint}: sigma (pass --sigma)",
+                                  allow_zero=cfg.strategy != "arq"))
         self.shape = (self.card.in_channels, *self.card.input_size)
         self.table = LayerTable(self.fp, self.shape)
         self.budget = BitOpsBudget(cfg.budget, cfg.b_min, cfg.b_max)
         self.budget.check(self.table)
-        self.out.mkdir(parents=True, exist_ok=True)
-        cfg_path = self.out / "search.json"
-        if cfg_path.is_file():
-            old = json.loads(cfg_path.read_text())["config"]
-            if old != cfg.to_json():
-                raise RobustqError(f"{self.out}: holds a search with other settings; use a new "
-                                   "--out or the same options to resume")
-        else:
-            atomic_write_json(cfg_path, {"config": cfg.to_json(),
-                                         "provenance": provenance(cfg.seed, cfg.to_json())})
         train = load_dataset(cfg.data, "train")
+        if (train.num_classes, train.image_shape[0]) != (self.card.num_classes,
+                                                         self.card.in_channels):
+            raise RobustqError(f"{train.source}: {train.num_classes} classes of "
+                               f"{train.image_shape[0]}-channel images, but {cfg.checkpoint} "
+                               f"takes {self.card.in_channels} channels, {self.card.num_classes} "
+                               "classes")
         self.ft_ds, self.holdout = split_train(train, cfg.finetune_images, cfg.holdout_images,
                                                cfg.seed)
         self.states = self.table.states()
         self.agent = DDPGAgent(self.states.shape[1], 128 * 2 * len(self.table),
                                DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
+        # everything is validated: only now is the output directory touched
+        check_writable_dir(self.out)
+        claim(self.out / "search.json", {"config": cfg.to_json(),
+                                         "provenance": provenance(cfg.seed, cfg.to_json())},
+              what="search")
 
     # ----- FullRobustCertify
     def context(self) -> RewardContext:
@@ -183,7 +202,9 @@ class Search:
             q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
                                 self.cfg.finetune_lr, self.cfg.seed + ep)
             t2 = time.perf_counter()
-            reward, info = reward_fn(q, ctx, self.out / "episodes" / f"{ep:04d}")
+            ep_dir = self.out / "episodes" / f"{ep:04d}"
+            shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
+            reward, info = reward_fn(q, ctx, ep_dir)
             t3 = time.perf_counter()
             if self.cfg.strategy in ("arq", "haq"):
                 self.agent.observe_episode(states, actions[:, None], reward,
@@ -202,35 +223,37 @@ class Search:
         Policy.from_json(best["policy"]).save(self.out / "best_policy.json")
         return best
 
-    # ----- persistence
+    # ----- persistence: STATE_FILE is the truth (one atomic write per episode); the log may
+    # hold one more line (an episode killed after logging), which a resume drops.
     def _resume(self) -> tuple[int, dict | None]:
-        path = self.out / "state.json"
-        if not path.is_file():
-            (self.out / "episodes.jsonl").unlink(missing_ok=True)
+        log = self.out / EPISODES
+        if not (self.out / STATE_FILE).is_file():
+            log.unlink(missing_ok=True)
             return 0, None
-        st = json.loads(path.read_text())
-        self.agent.load(load_file(self.out / "agent.safetensors"), st["agent"])
+        st = read_state(self.out)
+        self.agent.load(st["tensors"], st["agent"])
         self.rng.bit_generator.state = st["rng"]
-        # drop log lines of an episode that was running when the search was killed
-        lines = (self.out / "episodes.jsonl").read_text().splitlines()[: st["episodes_done"]]
-        (self.out / "episodes.jsonl").write_text("".join(ln + "\n" for ln in lines))
+        lines = read_episodes(self.out)
+        if len(lines) < st["episodes_done"]:
+            raise RobustqError(f"{log}: {len(lines)} episodes logged but {st['episodes_done']} "
+                               "done; the search directory is damaged")
+        if len(lines) > st["episodes_done"]:      # rewritten whole, never truncated in place
+            atomic_write_text(log, "".join(json.dumps(ln) + "\n"
+                                           for ln in lines[: st["episodes_done"]]))
         return st["episodes_done"], st["best"]
 
     def _save(self, done: int, best: dict, line: dict) -> None:
-        with open(self.out / "episodes.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
-        atomic_write(self.out / "agent.safetensors",
-                     lambda p: save_file(self.agent.tensors(), str(p)))
-        atomic_write_json(self.out / "state.json", {"episodes_done": done, "best": best,
-                                                    "agent": self.agent.scalars(),
-                                                    "rng": self.rng.bit_generator.state})
+        append_line(self.out / EPISODES, json.dumps(line))
+        state = {"episodes_done": done, "best": best, "agent": self.agent.scalars(),
+                 "rng": self.rng.bit_generator.state}
+        save_tensors(self.out / STATE_FILE, self.agent.tensors(), state)
 
     # ----- the result
     def finish(self, test_images: int, test_n: int, test_skip: int | None = None
                ) -> dict[str, Any]:
         """Re-build the best policy from FP with the same recipe, save it, and evaluate it on
         the test split with full certification (``test_images`` images, ``test_n`` samples)."""
-        best = json.loads((self.out / "state.json").read_text())["best"]
+        best = read_state(self.out)["best"]
         policy = Policy.from_json(best["policy"])
         policy.save(self.out / "best_policy.json")
         q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
@@ -239,10 +262,40 @@ class Search:
                        {"sigma": self.sigma, "search": self.cfg.to_json(), "policy_reward": best})
         final = evaluate_on_test(q, policy, self.cfg.data, self.sigma, test_images, test_n,
                                  self.cfg, self.out / "final", self.shape, test_skip)
-        final["search_wall_s"] = sum(json.loads(ln)["episode_s"] for ln in
-                                     (self.out / "episodes.jsonl").read_text().splitlines())
+        final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
         atomic_write_json(self.out / "final.json", final)
         return final
+
+
+def read_state(search_dir: Path) -> dict[str, Any]:
+    """A search's saved state: episodes done, best episode, agent (``tensors`` and scalars),
+    random-search generator; validated."""
+    path = Path(search_dir) / STATE_FILE
+    tensors, meta = load_tensors(path)
+    missing = [k for k in ("episodes_done", "best", "agent", "rng") if k not in meta]
+    if missing or not isinstance(meta.get("episodes_done"), int):
+        raise RobustqError(f"{path}: not a search state (lacks {', '.join(missing) or 'a count'})")
+    return {**meta, "tensors": tensors}
+
+
+def read_episodes(search_dir: Path) -> list[dict[str, Any]]:
+    """The complete lines of a search's ``episodes.jsonl`` (a partial last line is ignored);
+    a garbled line is refused, naming file and line."""
+    path = Path(search_dir) / EPISODES
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")[:-1]                 # the part after the last newline is partial
+    out = []
+    for k, ln in enumerate(lines, 1):
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict) or "episode_s" not in rec:
+            raise RobustqError(f"{path}: line {k} is not an episode record")
+        out.append(rec)
+    return out
 
 
 def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: float,
@@ -288,9 +341,8 @@ def search_origin(policy_path: Path) -> dict[str, Any] | None:
     d = Path(policy_path).parent
     if Path(policy_path).name != "best_policy.json" or not (d / "search.json").is_file():
         return None
-    cfg = json.loads((d / "search.json").read_text())["config"]
-    log = d / "episodes.jsonl"
-    lines = [json.loads(ln) for ln in log.read_text().splitlines()] if log.is_file() else []
+    cfg = read_record(d / "search.json")["config"]
+    lines = read_episodes(d)
     cache = d / "fp_cache" / "summary.json"
     cache_s = json.loads(cache.read_text())["wall_time_s"] if cache.is_file() else 0.0
     name = (f"uniform{cfg['uniform_bits']}" if cfg["strategy"] == "uniform"

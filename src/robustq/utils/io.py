@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -9,11 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robustq.utils.errors import RobustqError
+from robustq.utils.faults import fault_point
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -26,7 +31,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    fault_point(path.name)
     return path
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by a write that was killed (kill -9 skips the
+    clean-up above). Safe because every result file has one writer."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one complete line and flush it; readers ignore a partial last line."""
+    path = Path(path)
+    with open(path, "a") as f:
+        f.write(line if line.endswith("\n") else line + "\n")
+        f.flush()
+    fault_point("+" + path.name)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -50,3 +72,40 @@ def atomic_write_npy(path: str | os.PathLike, array: Any) -> Path:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_writable(path: str | os.PathLike, is_file: bool = False, label: str = "") -> None:
+    """Refuse an output path that cannot be written, before anything is: a directory where a
+    file is expected (or the reverse), a path under a regular file, a read-only or unwritable
+    location. ``label`` prefixes the message (e.g. ``"--out "``)."""
+    path = Path(path)
+    if path.exists():
+        if is_file and path.is_dir():
+            raise RobustqError(f"{label}{path}: is a directory; expected a file name")
+        if not is_file and not path.is_dir():
+            raise RobustqError(f"{label}{path}: is a file; expected a directory")
+        target = path if path.is_dir() else path.parent
+    else:
+        target = path.parent
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if not target.is_dir():
+            raise RobustqError(f"{label}{path}: cannot be created: {target} is not a directory")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise RobustqError(f"{label}{path}: {target} is not writable (read-only or no "
+                           "permission)")
+
+
+def check_writable_dir(path: str | os.PathLike) -> None:
+    check_writable(path, is_file=False)
