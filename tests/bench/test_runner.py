@@ -96,7 +96,7 @@ def test_config_round_trips_through_json(setup):
     (["--bits", "9"], "bit-widths"),
     (["--families", "weather"], "families"),
     (["--corruptions", "rain"], "unknown corruptions"),
-    (["--linf-eps", "abc"], "not a number"),
+    (["--linf-eps", "abc"], "not a finite number"),
 ])
 def test_cli_bad_input(setup, tmp_path, args, message):
     res = runner.invoke(app, ["bench", str(setup / "fp" / "model.safetensors"), "--data",

@@ -132,7 +132,7 @@ def test_cli_certify_and_incremental(tmp_path):
                     "--incremental", str(tmp_path / "c"), "--approx", "prune:0.3", "--n-p", "50",
                     *common])
     assert res.exit_code == 0, res.output
-    for bad, msg in ((["--sigma", "0"], "sigma must be > 0"), (["--alpha", "1.5"], "alpha must"),
+    for bad, msg in ((["--sigma", "0"], "sigma must lie in (0, 4]"), (["--alpha", "1.5"], "alpha must"),
                      (["--batch", "0"], "batch size"), (["--n0", "0"], "n0 and n"),
                      (["--sigma", "0.5", "--incremental", str(tmp_path / "c"), "--n-p", "5"],
                       "cache was made with sigma")):

@@ -70,7 +70,7 @@ def test_irs_failure_rate_at_most_alpha_plus_alpha_zeta(p, flip, gamma):
     n, n_p = 1000, 200
     f, f_p = ThresholdClassifier(p, SIGMA), ThresholdClassifier(p, SIGMA, flip_p=flip)
     certs, preds = certify_trials(f, 20, n, alpha, record=True)
-    entries = [CacheEntry(c.prediction, c.p_lower, s, preds[i])
+    entries = [CacheEntry(c.prediction, c.p_lower, s, preds[i], chunk=100, alpha=alpha)
                for i, (c, s) in enumerate(zip(certs, range(TRIALS), strict=True))]
     keep = [i for i, e in enumerate(entries) if e.c_a != ABSTAIN]
     smooth_p = Smooth(f_p, 2, SIGMA, batch_size=20_000, chunk=100)
@@ -95,6 +95,42 @@ def test_replayed_noise_reproduces_predictions_exactly():
     # another batching of the same samples gives the same predictions, sample for sample
     _, again = Smooth(f, 2, SIGMA, batch_size=100, chunk=100).sample(xs, 500, [4, 5, 6], 1, True)
     assert np.array_equal(preds, again)
-    entries = [CacheEntry(0, 0.6, s, preds[i]) for i, s in enumerate([4, 5, 6])]
+    entries = [CacheEntry(0, 0.6, s, preds[i], chunk=100, alpha=0.01)
+               for i, s in enumerate([4, 5, 6])]
     irs = irs_certify_many(smooth, xs, entries, 250, 0.01, 0.01, 0.99)   # f_p = f: no disagreement
+    assert all(c.disagreements == 0 for c in irs)
+
+
+def test_cache_at_alpha_0_2_cannot_certify_at_1e_4():
+    """A cache certified at alpha 0.2 holds bounds that exceed the truth ~20% of the time: used
+    at alpha 1e-4 its certificates would fail 2,000x more often than claimed. IRS refuses that
+    alpha, and at the cache's own alpha its failure rate is within alpha + alpha_zeta."""
+    from robustq.utils.errors import RobustqError
+
+    p, n, n_p, alpha, alpha_zeta = 0.7, 100, 100, 0.2, 0.001
+    f = ThresholdClassifier(p, SIGMA)
+    certs, preds = certify_trials(f, 20, n, alpha, record=True)
+    entries = [CacheEntry(c.prediction, c.p_lower, s, preds[i], chunk=100, alpha=alpha)
+               for i, (c, s) in enumerate(zip(certs, range(TRIALS), strict=True))
+               if c.prediction != ABSTAIN]
+    over = np.mean([e.p_lower > p for e in entries]) * len(entries) / TRIALS
+    assert over > 100 * 1e-4 + slack(1e-4)          # the cached bounds fail far above 1e-4
+    smooth = Smooth(f, 2, SIGMA, batch_size=20_000, chunk=100)
+    xs = torch.zeros(len(entries), 1, 1, 2)
+    with pytest.raises(RobustqError, match="hold at alpha=0.2"):
+        irs_certify_many(smooth, xs, entries, n_p, 1e-4, alpha_zeta)
+    irs = irs_certify_many(smooth, xs, entries, n_p, None, alpha_zeta)   # the cache's alpha
+    rate = unsound(irs, true_radius(p, SIGMA)) * len(entries) / TRIALS
+    assert rate <= alpha + alpha_zeta + slack(alpha + alpha_zeta)
+    assert rate > 1e-4 + slack(1e-4)               # so a 1e-4 claim would have been false
+
+
+def test_irs_replays_in_the_cache_chunks_whatever_the_caller_uses():
+    f = ThresholdClassifier(0.7, SIGMA)
+    xs = torch.zeros(2, 1, 1, 2)
+    _, preds = Smooth(f, 2, SIGMA, batch_size=300, chunk=30).certify_many(
+        xs, 10, 300, 0.01, seeds=[1, 2], record=True)
+    entries = [CacheEntry(0, 0.6, s, preds[i], chunk=30, alpha=0.01) for i, s in enumerate([1, 2])]
+    other = Smooth(f, 2, SIGMA, batch_size=100, chunk=100)     # f_p = f, sampled in other chunks
+    irs = irs_certify_many(other, xs, entries, 200, None, 0.01, 0.99)
     assert all(c.disagreements == 0 for c in irs)

@@ -168,3 +168,60 @@ def test_spread_covers_every_class_of_sorted_data(tiny_rgb_dataset):
     part = sorted_ds.spread(10)
     assert len(part) == 10 and set(part.labels.tolist()) == {0, 1}
     assert sorted_ds.spread(1000) is sorted_ds and len(sorted_ds.spread(0)) == 0
+
+
+# ------------------------------------------------------------- reliability of the decode cache
+def test_imagefolder_cache_sees_an_edited_image(tmp_path):
+    from PIL import Image
+
+    from robustq.data.imagefolder import load_image_folder
+
+    write_image_folder(tmp_path / "d", per_class=2)
+    first = load_image_folder(tmp_path / "d", "test")
+    target = sorted((tmp_path / "d" / "test" / "cat").iterdir())[0]
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(target)
+    again = load_image_folder(tmp_path / "d", "test")
+    assert not np.array_equal(first.images[0], again.images[0])
+    assert (again.images[0] == 7).all()
+
+
+def test_damaged_cache_is_decoded_again_with_a_warning(tmp_path):
+    from robustq.data.imagefolder import load_image_folder
+    from robustq.utils.errors import RobustqWarning
+
+    write_image_folder(tmp_path / "d", per_class=2)
+    cache = tmp_path / "cache"
+    first = load_image_folder(tmp_path / "d", "test", cache_dir=cache)
+    (npz,) = (cache / "imagefolder").glob("*.npz")
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.warns(RobustqWarning, match="damaged decode cache"):
+        again = load_image_folder(tmp_path / "d", "test", cache_dir=cache)
+    assert np.array_equal(first.images, again.images)
+
+
+def test_unwritable_cache_only_warns(tmp_path):
+    from robustq.data.imagefolder import load_image_folder
+    from robustq.utils.errors import RobustqWarning
+
+    write_image_folder(tmp_path / "d", per_class=2)
+    (tmp_path / "file").write_text("x")
+    with pytest.warns(RobustqWarning, match="cannot write the decode cache"):
+        ds = load_image_folder(tmp_path / "d", "test", cache_dir=tmp_path / "file" / "cache")
+    assert len(ds) == 4
+
+
+def test_unpickler_bounds_allocations_by_file_size(tmp_path):
+    from robustq.data.cifar import restricted_load
+
+    # numpy.ndarray((10**9,)) through REDUCE, and _reconstruct(ndarray, (10**9,), 'b'): a
+    # few dozen bytes that would allocate a gigabyte
+    calls = {"reduce": b"\x80\x02cnumpy\nndarray\nJ\x00\xca\x9a;\x85R.",
+             "reconstruct": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+                            b"J\x00\xca\x9a;\x85C\x01b\x87R."}
+    for name, payload in calls.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(RobustqError):
+            restricted_load(tmp_path / name)
+    write_cifar_python(tmp_path / "ok")        # the real layout still loads
+    ds = load_dataset(tmp_path / "ok", "test")
+    assert ds.images.shape == (4, 32, 32, 3)

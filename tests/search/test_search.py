@@ -191,3 +191,43 @@ def test_killed_compare_keeps_finished_rows_and_the_report_lists_the_rest(fp, tm
     assert any("s: no test-split evaluation yet" in m for m in alone)
     both = build_report([tmp_path / "s", tmp_path / "c"], tmp_path / "both.html")["missing"]
     assert not any("test-split" in m for m in both)
+
+
+def run_search_process(cfg: SearchConfig, out, **env):
+    """The search in a fresh process with the fault-point variables ``env``; its exit code."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys, torch; torch.set_num_threads(1); "
+            "from robustq.search.search import Search, SearchConfig; "
+            "Search(SearchConfig.from_json(json.loads(sys.argv[1])), sys.argv[2]).run()")
+    full_env = {**os.environ, **{k: str(v) for k, v in env.items()}}
+    return subprocess.run([sys.executable, "-c", code, json.dumps(cfg.to_json()), str(out)],
+                          env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def test_kill_at_every_write_point_then_resume_is_exact(fp, tmp_path):
+    """Kill the search right after each write of its second episode (every file an episode
+    writes, the log line, the state) and inside a resume's rewrite of the log; each resumed
+    search ends exactly like the uninterrupted one."""
+    cfg = config(fp, strategy="arq", episodes=3, warmup=1)
+    done = run_search_process(cfg, tmp_path / "full", ROBUSTQ_FAULT_LOG=tmp_path / "points")
+    assert done.returncode == 0, done.stderr
+    want = (episodes(tmp_path / "full"), (tmp_path / "full" / "best_policy.json").read_text())
+    points = (tmp_path / "points").read_text().split()
+    first_state = points.index("search_state.safetensors")
+    second = points[first_state + 1: points.index("search_state.safetensors", first_state + 1) + 1]
+    kills = {name: points[: first_state + 1 + second.index(name) + 1].count(name)
+             for name in second}
+    assert {"+episodes.jsonl", "search_state.safetensors", "+certify.tsv"} <= set(kills)
+    for j, (name, k) in enumerate(kills.items()):
+        out = tmp_path / f"kill-{j}"
+        killed = run_search_process(cfg, out, ROBUSTQ_KILL_AT=f"{name}#{k}")
+        assert killed.returncode == 137, (name, killed.stderr)
+        if name == "+episodes.jsonl":       # the log is one line ahead: kill the resume's rewrite
+            again = run_search_process(cfg, out, ROBUSTQ_KILL_AT="episodes.jsonl")
+            assert again.returncode == 137, again.stderr
+        Search(cfg, out).run()
+        got = (episodes(out), (out / "best_policy.json").read_text())
+        assert got == want, name

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from robustq.utils import atomic_write_json, provenance
+from robustq.utils.errors import RobustqError
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
@@ -21,3 +22,61 @@ def test_provenance_records_what_a_run_needs():
     assert p["seed"] == 7 and p["config"] == {"x": 1}
     assert {"torch", "numpy", "python", "robustq"} <= set(p["versions"])
     assert p["git_commit"] and p["time"]
+
+
+# ------------------------------------------------------------------------------ reliability
+def test_validators_refuse_nan_inf_and_junk():
+    from robustq.utils.validate import check_int, check_sigma, parse_names, parse_number
+
+    for bad in (float("nan"), float("inf"), -1.0, 0.0, 4.5, True, "0.25"):
+        with pytest.raises(RobustqError):
+            check_sigma(bad)
+    assert check_sigma(0.0, allow_zero=True) == 0.0 and check_sigma(4) == 4.0
+    assert parse_number(" 2/255 ", "eps") == pytest.approx(2 / 255)
+    for bad in ("1/0", "nan", "inf", "abc", "1/", ""):
+        with pytest.raises(RobustqError, match="eps"):
+            parse_number(bad, "eps")
+    with pytest.raises(RobustqError, match="--x"):
+        parse_names(" , ", "--x")
+    for bad in (1.0, True, -1):
+        with pytest.raises(RobustqError):
+            check_int(bad, "n", 0)
+
+
+def test_a_killed_write_leaves_no_temporary_behind(tmp_path):
+    from robustq.utils.io import atomic_write_text
+
+    stale = tmp_path / ".out.json.abc123.tmp"        # what kill -9 inside atomic_write leaves
+    stale.write_text("partial")
+    (tmp_path / ".other.json.x.tmp").write_text("another file's")
+    atomic_write_text(tmp_path / "out.json", "{}")
+    assert not stale.exists() and (tmp_path / ".other.json.x.tmp").exists()
+    assert (tmp_path / "out.json").read_text() == "{}"
+
+
+def test_chunks_are_planned_in_constant_memory():
+    import itertools
+    import tracemalloc
+
+    from robustq.certify.noise import chunk_sizes
+
+    tracemalloc.start()
+    first = list(itertools.islice(chunk_sizes(10**12, 1), 3))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert first == [1, 1, 1] and peak < 1 << 20
+    assert list(chunk_sizes(250, 100)) == [100, 100, 50]
+
+
+def test_fault_points_log_and_kill(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from robustq.utils.io import atomic_write_text as w; import sys; "
+            "[w(sys.argv[1] + f'/f{i}.txt', str(i)) for i in range(3)]")
+    env = {**__import__("os").environ, "ROBUSTQ_KILL_AT": "f1.txt",
+           "ROBUSTQ_FAULT_LOG": str(tmp_path / "log")}
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env)
+    assert res.returncode == 137
+    assert (tmp_path / "log").read_text().split() == ["f0.txt", "f1.txt"]
+    assert (tmp_path / "f1.txt").read_text() == "1" and not (tmp_path / "f2.txt").exists()

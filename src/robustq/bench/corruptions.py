@@ -276,8 +276,9 @@ def apply_corruption(img: np.ndarray, name: str, params, seed: int) -> np.ndarra
 def _check(name: str, severity: int, profile: str) -> None:
     if name not in ALL:
         raise RobustqError(f"unknown corruption {name!r}; known: {', '.join(ALL)}")
-    if severity not in SEVERITIES:
-        raise RobustqError(f"severity must be 1..5, got {severity}")
+    if isinstance(severity, bool) or not isinstance(severity, int | np.integer) \
+            or severity not in SEVERITIES:
+        raise RobustqError(f"severity must be an integer in 1..5, got {severity!r}")
     if profile not in PROFILES:
         raise RobustqError(f"profile must be one of {PROFILES}, got {profile!r}")
 

@@ -10,6 +10,7 @@ are generated once per (corruption, severity) with a fixed seed per image and ca
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,8 +34,10 @@ from robustq.quant.checkpoint import load_model
 from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write_json, atomic_write_npy
+from robustq.utils.io import atomic_write_json, atomic_write_npy, check_writable_dir
 from robustq.utils.provenance import provenance
+from robustq.utils.records import claim
+from robustq.utils.validate import check_int
 
 FAMILIES = ("adversarial", "natural", "systematic")
 METHODS = ("dorefa", "pact", "lsq", "minmax")
@@ -87,8 +90,17 @@ class BenchConfig:
             raise RobustqError(f"unknown corruptions {bad}; known: {', '.join(ALL_CORRUPTIONS)}")
         if any(s not in SEVERITIES for s in self.severities):
             raise RobustqError(f"severities must be in 1..5, got {list(self.severities)}")
-        if any(e <= 0 for e in (*self.linf_eps, *self.l2_eps, *self.autoattack_eps)):
-            raise RobustqError("every eps must be > 0")
+        if not all(math.isfinite(e) and e > 0
+                   for e in (*self.linf_eps, *self.l2_eps, *self.autoattack_eps)):
+            raise RobustqError("every eps must be finite and > 0")
+        if not self.methods or not self.bits:
+            raise RobustqError("name at least one method and one bit-width")
+        check_int(self.finetune_epochs, "finetune_epochs", 1)
+        check_int(self.finetune_images, "finetune_images", 1)
+        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.resize_size, "resize_size", 1)
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
 
     def models(self) -> list[tuple[str, str, int]]:
         """(key, method, bits) of every model in the grid, the FP model first."""
@@ -168,24 +180,23 @@ class BenchRun:
 
     def __init__(self, cfg: BenchConfig, out: str | Path) -> None:
         self.cfg, self.out = cfg, Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        meta_path = self.out / CONFIG_FILE
-        if meta_path.is_file():
-            old = json.loads(meta_path.read_text())["config"]
-            if old != cfg.to_json():
-                changed = sorted(k for k in old if old.get(k) != cfg.to_json().get(k))
-                raise RobustqError(f"{self.out}: holds a benchmark with other settings "
-                                   f"({', '.join(changed)}); use a new --out or the same options")
-        else:
-            atomic_write_json(meta_path, {"config": cfg.to_json(),
-                                          "provenance": provenance(cfg.seed, cfg.to_json())})
+        fp, _ = load_model(cfg.checkpoint)
         self.test = load_dataset(cfg.data, "test")
+        if self.test.num_classes != fp.num_classes:
+            raise RobustqError(f"{self.test.source}: {self.test.num_classes} classes but "
+                               f"{cfg.checkpoint} has {fp.num_classes} outputs")
         self.indices = np.asarray(spread_indices(len(self.test), cfg.images))
         self.ds = self.test.subset(self.indices)
         self.x, self.y = self.ds.tensors()
         if cfg.autoattack_images and cfg.autoattack_eps and self.test.num_classes < 4:
             raise RobustqError("AutoAttack needs at least 4 classes; use --autoattack-images 0")
         self.profile = corruption_profile(self.ds.image_shape)
+        # everything is validated: only now is the output directory touched
+        check_writable_dir(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
+                                       "provenance": provenance(cfg.seed, cfg.to_json())},
+              what="benchmark")
 
     # ----- models
     def model_dir(self, key: str) -> Path:

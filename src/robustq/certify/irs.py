@@ -26,12 +26,15 @@ FRESH_PHASE = 3  # noise for the gamma branch: fresh, independent of the cached 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """What certifying f left for one image: class, its lower bound, seed, f's predictions."""
+    """What certifying f left for one image: class, its lower bound (valid at confidence
+    1 - ``alpha``), seed, f's predictions, and the ``chunk`` its noise was drawn in."""
 
     c_a: int
     p_lower: float
     seed: int
     predictions: np.ndarray   # f's estimation-phase predictions, in sampling order
+    chunk: int
+    alpha: float
 
 
 @dataclass(frozen=True)
@@ -50,23 +53,52 @@ def estimate_zeta(smooth_p: Smooth, xs: torch.Tensor, entries: Sequence[CacheEnt
     n_cached = min(len(e.predictions) for e in entries)
     if not 1 <= n_p <= n_cached:
         raise RobustqError(f"n_p must lie in [1, {n_cached}] (the cached samples), got {n_p}")
-    n_replay = min(math.ceil(n_p / smooth_p.chunk) * smooth_p.chunk, n_cached)
-    _, preds = smooth_p.sample(xs, n_replay, [e.seed for e in entries], ESTIMATION, record=True)
+    replay = replay_sampler(smooth_p, entries)
+    n_replay = min(math.ceil(n_p / replay.chunk) * replay.chunk, n_cached)
+    _, preds = replay.sample(xs, n_replay, [e.seed for e in entries], ESTIMATION, record=True)
     cached = np.stack([e.predictions[:n_p] for e in entries])
     n_d = (preds[:, :n_p] != cached).sum(1)
     return clopper_pearson_upper(n_d, n_p, alpha_zeta), n_d
 
 
+def replay_sampler(smooth_p: Smooth, entries: Sequence[CacheEntry]) -> Smooth:
+    """A sampler of f_p that draws noise in the cache's chunks (the caller's chunk may differ:
+    the replayed noise must be the very noise f saw)."""
+    chunks = {e.chunk for e in entries}
+    if len(chunks) != 1:
+        raise RobustqError(f"cache entries drawn with different chunks {sorted(chunks)}")
+    chunk = chunks.pop()
+    if chunk == smooth_p.chunk:
+        return smooth_p
+    return Smooth(smooth_p.model, smooth_p.num_classes, smooth_p.sigma,
+                  max(smooth_p.batch_size, chunk), chunk)
+
+
+def cache_alpha(entries: Sequence[CacheEntry], alpha: float | None) -> float:
+    """The confidence the cached bounds hold at; asking for another one is refused."""
+    alphas = {e.alpha for e in entries}
+    if len(alphas) != 1:
+        raise RobustqError(f"cache entries certified at different alphas {sorted(alphas)}")
+    cached = alphas.pop()
+    if alpha is not None and alpha != cached:
+        raise RobustqError(f"the cached bounds hold at alpha={cached}, not at the asked "
+                           f"alpha={alpha}; certify f again at alpha={alpha}")
+    return cached
+
+
 def irs_certify_many(smooth_p: Smooth, xs: torch.Tensor, entries: Sequence[CacheEntry], n_p: int,
-                     alpha: float = 0.001, alpha_zeta: float = 0.001, gamma: float = 0.99
+                     alpha: float | None = None, alpha_zeta: float = 0.001, gamma: float = 0.99
                      ) -> list[IRSCertificate]:
     """IRS-CERTIFY f_p on each image against f's cache (spec: 01-certification.md).
 
     Where pA_low < gamma: zeta from ``n_p`` replayed samples, certificate
     sigma * PhiInv(pA_low - zeta) if pA_low - zeta > 1/2. Where pA_low >= gamma: plain
     certification of cA on f_p from ``n_p`` fresh samples at confidence alpha + alpha_zeta.
-    Guarantee: each certificate holds with probability at least 1 - (alpha + alpha_zeta).
+    Guarantee: each certificate holds with probability at least 1 - (alpha + alpha_zeta), where
+    alpha is the cache's (``alpha=None`` takes it; another value is refused). Noise is replayed
+    in the cache's chunks, whatever ``smooth_p.chunk`` is.
     """
+    alpha = cache_alpha(entries, alpha)
     check_alpha(alpha)
     check_alpha(alpha_zeta, "alpha_zeta")
     if not 0.5 < gamma <= 1:

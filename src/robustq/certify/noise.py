@@ -8,6 +8,8 @@ batches it was originally computed in (this is what incremental certification re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 SELECTION, ESTIMATION = 0, 1
@@ -23,8 +25,12 @@ def chunk_seed(seed: int, phase: int, j: int) -> int:
     return (z ^ (z >> 31)) & _MASK
 
 
-def chunk_sizes(n: int, chunk: int) -> list[int]:
-    return [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+def chunk_sizes(n: int, chunk: int) -> Iterator[int]:
+    """The sizes of the chunks of ``n`` samples, lazily (O(1) memory for any n / chunk)."""
+    for _ in range(n // chunk):
+        yield chunk
+    if n % chunk:
+        yield n % chunk
 
 
 def chunk_noise(shape_chw: tuple[int, int, int], m: int, seed: int) -> torch.Tensor:

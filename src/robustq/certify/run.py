@@ -1,20 +1,13 @@
 """Certify a data set image by image: streamed per-image results, resumable, with an IRS cache.
 
-Output directory layout (results are data; the summary is computed from the per-image table):
-- ``run.json``: configuration, data set, image list, model, provenance;
-- ``certify.tsv``: one line per image, flushed as it is certified;
-- ``summary.json``: ACR, certified accuracy at radii, smoothed accuracy, abstention, wall time;
-- ``irs_cache.bin`` (with ``cache=True``): f's estimation predictions, ``n`` int16 per image, in
-  the order of ``certify.tsv``; with ``certify.tsv`` and ``run.json`` it is the IRS cache.
-A killed run resumes at the first image without a complete line (and complete cache row).
+The directory's files and their validated readers are in ``certify.rundir``. A killed run
+resumes at the first image without a complete line (and complete cache row).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,20 +25,25 @@ from robustq.certify.metrics import (
     paired_difference,
     summarize,
 )
+from robustq.certify.rundir import (
+    CACHE,
+    COLUMNS,
+    IRS_COLUMNS,
+    RUN,
+    SUMMARY,
+    TSV,
+    load_cache,
+    prepare,
+    read_tsv,
+)
 from robustq.certify.smooth import Certificate, Smooth, check_alpha
 from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
+from robustq.utils.faults import fault_point
 from robustq.utils.io import atomic_write_json
 from robustq.utils.provenance import provenance
+from robustq.utils.records import read_record
 from robustq.utils.validate import check_sigma
-
-TSV = "certify.tsv"
-CACHE = "irs_cache.bin"
-RUN = "run.json"
-SUMMARY = "summary.json"
-COLUMNS = ["idx", "label", "predict", "radius", "correct", "time", "samples", "p_lower", "count",
-           "seed"]
-IRS_COLUMNS = COLUMNS + ["zeta", "disagreements"]
 
 
 @dataclass(frozen=True)
@@ -100,41 +98,6 @@ class CertifyConfig:
         return d
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    lines = text.splitlines(keepends=True)
-    complete = [ln for ln in lines if ln.endswith("\n")]
-    return list(csv.DictReader(io.StringIO("".join(complete)), delimiter="\t"))
-
-
-def _prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
-             cache: bool) -> list[dict[str, str]]:
-    """Create or validate ``out`` for a (resumed) run; return the rows already done."""
-    out.mkdir(parents=True, exist_ok=True)
-    run_path = out / RUN
-    if run_path.is_file():
-        old = json.loads(run_path.read_text())
-        for key in ("config", "data", "model", "cache_source"):
-            if old.get(key) != run_meta.get(key):
-                raise RobustqError(f"{out}: holds a run with another {key}; use a new output "
-                                   "directory or the same options to resume")
-    else:
-        atomic_write_json(run_path, run_meta)
-    rows = _read_rows(out / TSV)
-    if cache:
-        have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0
-        rows = rows[:have]
-        with open(out / CACHE, "ab") as f:
-            f.truncate(len(rows) * row_bytes)
-    with open(out / TSV, "w") as f:            # rewrite without any partial line
-        w = csv.DictWriter(f, columns, delimiter="\t")
-        w.writeheader()
-        w.writerows(rows)
-    return rows
-
-
 def _row(idx, label, cert: Certificate, seconds, samples, seed, extra=()) -> list:
     return [idx, label, cert.prediction, f"{cert.radius:.6f}", int(cert.prediction == label),
             f"{seconds:.3f}", samples, f"{cert.p_lower:.6f}", cert.count, seed, *extra]
@@ -155,8 +118,8 @@ def summarize_rows(rows: list[dict[str, str]], radii: tuple[float, ...]) -> dict
 
 
 def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
-    """The complete per-image rows of a (possibly unfinished) run in ``out_dir``."""
-    return _read_rows(Path(out_dir) / TSV)
+    """The complete per-image rows of a (possibly unfinished) run in ``out_dir``, validated."""
+    return read_tsv(Path(out_dir) / TSV)
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, confidence: float = 0.95
@@ -206,7 +169,7 @@ def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[st
     """Write ``summary.json``. Its wall time is this call's plus the recorded per-image time
     of the ``earlier`` rows (certified by a killed call, or all of them when a finished run
     is called again), so a resumed run reports the time of the whole run."""
-    summary = summarize_rows(_read_rows(out / TSV), cfg.radii)
+    summary = summarize_rows(read_tsv(out / TSV), cfg.radii)
     summary["wall_time_s"] = round(time.perf_counter() - started
                                    + sum(float(r["time"]) for r in earlier), 2)
     atomic_write_json(out / SUMMARY, summary)
@@ -230,7 +193,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
                 "data": {"source": ds.source, "split": ds.split, "indices": indices},
                 "model": model_info or {}, "cache_source": None,
                 "provenance": provenance(cfg.seed, cfg.to_json())}
-    rows = _prepare(out, run_meta, COLUMNS, cfg.n * 2, cache)
+    rows = prepare(out, run_meta, COLUMNS, cfg.n * 2, cache, ds.num_classes)
     smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
     model.eval()
     started, done, earlier = time.perf_counter(), len(rows), list(rows)
@@ -251,6 +214,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
                                                                  seeds[k])), strict=True)))
                 tsv.write("\t".join(rows[-1][c] for c in COLUMNS) + "\n")
             tsv.flush()
+            fault_point("+" + TSV)
             if progress:
                 progress(len(rows), len(indices), _running(rows))
     return _finish(out, cfg, started, earlier)
@@ -259,20 +223,6 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
 def _running(rows: list[dict[str, str]]) -> dict[str, Any]:
     return summarize([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
                      [float(r["radius"]) for r in rows], ())
-
-
-def load_cache(cache_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]], np.ndarray]:
-    """The run metadata, per-image rows and f's predictions ``(images, n)`` of an IRS cache."""
-    cache_dir = Path(cache_dir)
-    if not (cache_dir / RUN).is_file() or not (cache_dir / CACHE).is_file():
-        raise RobustqError(f"{cache_dir}: not an IRS cache (needs {RUN}, {TSV} and {CACHE}; "
-                           "certify with --cache to make one)")
-    meta = json.loads((cache_dir / RUN).read_text())
-    rows = _read_rows(cache_dir / TSV)
-    n = meta["config"]["n"]
-    preds = np.fromfile(cache_dir / CACHE, dtype=np.int16)
-    complete = min(len(rows), preds.size // n)
-    return meta, rows[:complete], preds[: complete * n].reshape(complete, n)
 
 
 def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
@@ -293,9 +243,12 @@ def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
 
 def check_cache_matches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
                         cache_dir: Path) -> None:
-    problems = run_mismatches(meta, ds, cfg, ("sigma", "chunk", "seed"))
+    """The cache's bounds transfer only with its own noise and confidence: sigma, chunk, seed
+    and alpha must be the run's (a bound at alpha 0.2 is no bound at 1e-4)."""
+    problems = run_mismatches(meta, ds, cfg, ("sigma", "chunk", "seed", "alpha"))
     if problems:
-        raise RobustqError(f"{cache_dir}: the cache was made with " + "; ".join(problems))
+        raise RobustqError(f"{cache_dir}: the cache was made with " + "; ".join(problems)
+                           + "; certify against a cache made with the same settings")
 
 
 # settings that decide which certificates a run computes (radii only summarize them)
@@ -312,11 +265,11 @@ def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
     if not (run_dir / RUN).is_file() or not (run_dir / SUMMARY).is_file():
         raise RobustqError(f"{run_dir}: not a finished certification run (needs {RUN} and "
                            f"{SUMMARY})")
-    meta = json.loads((run_dir / RUN).read_text())
+    meta = read_record(run_dir / RUN, ("config", "data"))
     problems = run_mismatches(meta, ds, cfg, SAME_CERTIFICATES)
     if meta.get("kind") != "certify":
         problems.append(f"kind {meta.get('kind')} (an IRS run is not a full certification)")
-    ran = Path(meta.get("model", {}).get("checkpoint", ""))
+    ran = Path((meta.get("model") or {}).get("checkpoint", ""))   # resolved when recorded
     if not (ran.is_file() and ran.samefile(checkpoint)):
         problems.append(f"checkpoint {ran} (asked {checkpoint})")
     rows = read_rows(run_dir)
@@ -325,7 +278,7 @@ def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
     if problems:
         raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
     summary = summarize_rows(rows, cfg.radii)
-    summary["wall_time_s"] = json.loads((run_dir / SUMMARY).read_text())["wall_time_s"]
+    summary["wall_time_s"] = read_record(run_dir / SUMMARY, ("wall_time_s",))["wall_time_s"]
     return summary
 
 
@@ -341,47 +294,55 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
                         cache_dir: str | Path, out_dir: str | Path,
                         model_info: dict | None = None, progress: Progress | None = None
                         ) -> dict[str, Any]:
-    """IRS-certify an approximate model ``model_p`` against the cache of f's certification."""
+    """IRS-certify an approximate model ``model_p`` against the cache of f's certification.
+
+    The transferred bounds hold at the cache's alpha with the cache's noise (sigma, chunk,
+    seed): a cache made with other values is refused, and ``run.json`` records the cache's
+    n0 and n (f's samples), so every certificate holds with probability 1 - (alpha + alpha_zeta).
+    """
     cache_dir = Path(cache_dir)
-    meta, cached_rows, cached_preds = load_cache(cache_dir)
+    meta, cached_rows, cached_preds = load_cache(cache_dir, ds.num_classes)
     check_cache_matches(meta, ds, cfg, cache_dir)
-    if cfg.n_p is None or cfg.n_p > meta["config"]["n"]:
-        raise RobustqError(f"--n-p must be set and at most the cache's n={meta['config']['n']}")
+    cfg = dataclasses.replace(cfg, n0=meta["config"]["n0"], n=meta["config"]["n"])
+    if cfg.n_p is None or cfg.n_p > cfg.n:
+        raise RobustqError(f"--n-p must be set and at most the cache's n={cfg.n}")
+    if len(cached_rows) < len(meta["data"]["indices"]):
+        raise RobustqError(f"{cache_dir}: the cache is incomplete ({len(cached_rows)} of "
+                           f"{len(meta['data']['indices'])} images); finish certifying f first")
     out = Path(out_dir)
     run_meta = {"kind": "irs", "config": cfg.to_json(), "data": meta["data"],
                 "model": model_info or {}, "cache_source": str(cache_dir.resolve()),
                 "provenance": provenance(cfg.seed, cfg.to_json())}
-    rows = _prepare(out, run_meta, IRS_COLUMNS, 1, False)
+    rows = prepare(out, run_meta, IRS_COLUMNS, 1, False, ds.num_classes)
     smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
     model_p.eval()
     started, earlier = time.perf_counter(), list(rows)
-    if len(cached_rows) < len(meta["data"]["indices"]):
-        raise RobustqError(f"{cache_dir}: the cache is incomplete ({len(cached_rows)} of "
-                           f"{len(meta['data']['indices'])} images); finish certifying f first")
     with open(out / TSV, "a") as tsv:
         for k in range(len(rows), len(cached_rows)):
-            r = cached_rows[k]
-            i, y = int(r["idx"]), int(r["label"])
-            if int(r["predict"]) < 0:       # f abstained: nothing to transfer
-                cert, dt = Certificate(-1, 0.0, float(r["p_lower"]), 0, 0), 0.0
-                extra = ("", "")
-                samples = 0
-            else:
-                xs, _ = ds.tensors(np.asarray([i]))
-                entry = CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]),
-                                   cached_preds[k])
-                t0 = time.perf_counter()
-                cert = irs_certify_many(smooth, xs, [entry], cfg.n_p, cfg.alpha, cfg.alpha_zeta,
-                                        cfg.gamma)[0]
-                dt = time.perf_counter() - t0
-                extra = ("" if cert.zeta is None else f"{cert.zeta:.6f}",
-                         "" if cert.disagreements is None else cert.disagreements)
-                samples = cfg.n_p
-            rows.append(dict(zip(IRS_COLUMNS, map(str, _row(i, y, cert, dt, samples,
-                                                                int(r["seed"]), extra)),
-                                 strict=True)))
+            rows.append(_irs_row(smooth, ds, cfg, cached_rows[k], cached_preds[k]))
             tsv.write("\t".join(rows[-1][c] for c in IRS_COLUMNS) + "\n")
             tsv.flush()
+            fault_point("+" + TSV)
             if progress:
                 progress(len(rows), len(cached_rows), _running(rows))
     return _finish(out, cfg, started, earlier)
+
+
+def _irs_row(smooth: Smooth, ds: ImageDataset, cfg: CertifyConfig, r: dict[str, str],
+             predictions: np.ndarray) -> dict[str, str]:
+    """One image's IRS row from its cached row ``r`` and f's cached ``predictions``."""
+    i, y = int(r["idx"]), int(r["label"])
+    if int(r["predict"]) < 0:       # f abstained: nothing to transfer
+        cert, dt, extra, samples = Certificate(-1, 0.0, float(r["p_lower"]), 0, 0), 0.0, ("", ""), 0
+    else:
+        xs, _ = ds.tensors(np.asarray([i]))
+        entry = CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]), predictions,
+                           chunk=cfg.chunk, alpha=cfg.alpha)
+        t0 = time.perf_counter()
+        cert = irs_certify_many(smooth, xs, [entry], cfg.n_p, None, cfg.alpha_zeta, cfg.gamma)[0]
+        dt = time.perf_counter() - t0
+        extra = ("" if cert.zeta is None else f"{cert.zeta:.6f}",
+                 "" if cert.disagreements is None else cert.disagreements)
+        samples = cfg.n_p
+    values = _row(i, y, cert, dt, samples, int(r["seed"]), extra)
+    return dict(zip(IRS_COLUMNS, map(str, values), strict=True))

@@ -12,14 +12,15 @@ from typing import Annotated
 import typer
 
 from robustq.bench.attacks import get_attack
-from robustq.cli.bench_cmd import _floats
 from robustq.cli.common import NOTHING, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import error_amplification
+from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json
 from robustq.utils.provenance import provenance
+from robustq.utils.validate import check_int, parse_number
 
 
 @friendly_errors(out_file=True, on_interrupt=NOTHING)
@@ -36,10 +37,10 @@ def amplification_cmd(
 ) -> None:
     """Per-layer error amplification of adversarial perturbations (Lin et al. 2019)."""
     set_threads(threads)
-    values = _floats(eps)
-    if len(values) != 1:
-        raise typer.BadParameter(f"--eps takes one budget, got {eps!r}")
-    eps_value = values[0]
+    eps_value = parse_number(eps, "--eps")
+    check_int(images, "--images", 1)
+    if not eps_value > 0:
+        raise RobustqError(f"--eps must be > 0, got {eps!r}")
     att = get_attack(attack, norm, eps_value, seed=seed)
     ds = load_dataset(data, "test").spread(images)
     x, y = ds.tensors()

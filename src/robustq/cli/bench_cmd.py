@@ -13,22 +13,7 @@ from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
 from robustq.cli.common import console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    """'0.5/255,2/255' -> (0.00196, 0.00784): comma-separated numbers or fractions."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        num, _, den = part.partition("/")
-        try:
-            out.append(float(num) / (float(den) if den else 1.0))
-        except ValueError:
-            raise typer.BadParameter(f"not a number: {part!r}") from None
-    return tuple(out)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+from robustq.utils.validate import parse_int, parse_names, parse_numbers
 
 
 @friendly_errors
@@ -61,17 +46,17 @@ def bench_cmd(
 ) -> None:
     """Benchmark adversarial, natural and systematic robustness of quantized models."""
     set_threads(threads)
-    kw = {"corruptions": _names(corruptions)} if corruptions else {}
-    try:
-        bit_list = tuple(int(b) for b in _names(bits))
-    except ValueError:
-        raise typer.BadParameter(f"bits must be integers, got {bits!r}") from None
-    cfg = BenchConfig(checkpoint=str(checkpoint), data=data, methods=_names(methods),
-                      bits=bit_list, families=_names(families), images=images,
+    kw = {"corruptions": parse_names(corruptions, "--corruptions")} if corruptions is not None \
+        else {}
+    bit_list = tuple(parse_int(b, "--bits") for b in parse_names(bits, "--bits"))
+    cfg = BenchConfig(checkpoint=str(checkpoint), data=data,
+                      methods=parse_names(methods, "--methods"), bits=bit_list,
+                      families=parse_names(families, "--families"), images=images,
                       attack_images=attack_images,
                       autoattack_images=min(autoattack_images, attack_images or images, images),
-                      linf_eps=_floats(linf_eps),
-                      l2_eps=_floats(l2_eps), autoattack_eps=_floats(autoattack_eps),
+                      linf_eps=parse_numbers(linf_eps, "--linf-eps"),
+                      l2_eps=parse_numbers(l2_eps, "--l2-eps"),
+                      autoattack_eps=parse_numbers(autoattack_eps, "--autoattack-eps"),
                       models_dir=str(models_dir) if models_dir else None,
                       finetune_epochs=finetune_epochs, finetune_images=finetune_images, seed=seed,
                       **kw)

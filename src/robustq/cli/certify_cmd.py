@@ -75,7 +75,7 @@ def certify_cmd(
     if jit:
         samples = samples_to_go(cfg, ds, out, incremental is not None)
         model = fast_inference(freeze_quantized(model), (batch, *ds.image_shape), samples)
-    info = {"checkpoint": str(checkpoint), "approx": approx, "arch": meta["card"]["arch"],
+    info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
             **({"cost": cost} if cost is not None else {})}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 
 import typer
@@ -28,6 +29,7 @@ NOTHING = "nothing was written"
 
 
 def fail(message: str, code: int = 2) -> None:
+    message = " ".join(message.split()) if "\n" in message else message   # one line, always
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
@@ -43,6 +45,10 @@ def os_error_message(e: OSError) -> str:
     return f"{where}: {what}"
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def friendly_errors(fn: Callable | None = None, *, out_file: bool = False,
                     on_interrupt: str = RERUN) -> Callable:
     """Decorate a command (bare, or with options): see the module docstring. ``on_interrupt``
@@ -51,6 +57,7 @@ def friendly_errors(fn: Callable | None = None, *, out_file: bool = False,
     def decorate(cmd: Callable) -> Callable:
         @functools.wraps(cmd)
         def wrapper(*args, **kwargs):
+            warnings.showwarning = _show_warning
             try:
                 if kwargs.get("out") is not None:
                     check_writable(kwargs["out"], out_file, "--out ")

@@ -31,7 +31,7 @@ def resolve_policy(model, policy: Path | None, bits: str | None, first_last: int
     if (policy is None) == (bits is None):
         raise RobustqError("give exactly one of --policy FILE or --bits W/A")
     if policy is not None:
-        return Policy.load(policy).validate(model)
+        return Policy.load(policy, model)
     try:
         w, _, a = bits.partition("/")
         w_bits, a_bits = int(w), int(a or w)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +25,10 @@ from robustq.search.search import (
     evaluate_on_test,
     search_origin,
 )
+from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json, atomic_write_text
 from robustq.utils.provenance import provenance
+from robustq.utils.validate import check_int
 
 
 @friendly_errors
@@ -102,6 +105,42 @@ COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_acc
            "search_episodes"]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One row of a compare: a name, the policy file or checkpoint it came from (None: FP32),
+    its policy (None: FP), a loaded quantized model (checkpoints only), its search origin."""
+
+    name: str
+    source: Path | None
+    policy: Policy | None
+    model: nn.Module | None
+    origin: dict | None
+
+
+def load_candidates(fp: nn.Module, paths: list[Path]) -> list[Candidate]:
+    """FP32 and every candidate, each read and validated (policies against ``fp``'s layers)
+    before any work starts; names are unique."""
+    out = [Candidate("FP32", None, None, None, None)]
+    for path in paths:
+        origin = search_origin(path)
+        name = origin["name"] if origin else path.stem
+        if path.suffix in (".json", ".yaml", ".yml"):
+            out.append(Candidate(name, path, Policy.load(path, fp), None, origin))
+        elif path.suffix == ".safetensors":
+            model, meta = load_model(path)
+            policy = Policy.from_json(meta["quant"]["policy"]) if "quant" in meta else None
+            out.append(Candidate(name, path, policy, model, origin))
+        else:
+            raise RobustqError(f"{path}: expected a policy (.json/.yaml) or a checkpoint "
+                               "(.safetensors)")
+    names = [c.name for c in out]
+    if len(set(names)) < len(names):
+        raise RobustqError("two candidates have the same name (" + ", ".join(sorted(
+            {n for n in names if names.count(n) > 1})) + "): a candidate is named after its "
+            "file, or its search's strategy for a search's best_policy.json; rename one")
+    return out
+
+
 @friendly_errors
 def compare_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint (the reference)")],
@@ -124,52 +163,58 @@ def compare_cmd(
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
     set_threads(threads)
+    check_int(test_images, "--test-images", 2)
+    check_int(test_n, "--test-n", 1)
+    fp, _ = load_model(checkpoint)
+    cands = load_candidates(fp, list(candidates or []))
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy="uniform", method=method,
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=1, seed=seed)
     search = Search(cfg, out / "setup")
-    rows, cands = [], [None, *(candidates or [])]
-    origins = [None if c is None else search_origin(c) for c in cands]
-    names = ["FP32" if c is None else o["name"] if o else c.stem
-             for c, o in zip(cands, origins, strict=True)]
-    if len(set(names)) < len(names):
-        fail("two candidates have the same name (" + ", ".join(sorted(
-            {n for n in names if names.count(n) > 1})) + "): a candidate is named after its "
-             "file, or its search's strategy for a search's best_policy.json; rename one")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("ACR {task.fields[acr]:.3f}"), TimeRemainingColumn())
-    for cand, name, origin in zip(cands, names, origins, strict=True):
-        if cand is None:
-            model, policy = search.fp, None
-        elif cand.suffix in (".json", ".yaml", ".yml"):
-            policy = Policy.load(cand)
-            model = finetuned_once(search, policy, method, out / "runs" / name, seed)
-        elif cand.suffix == ".safetensors":
-            model, meta = load_model(cand)
-            policy = Policy.from_json(meta["quant"]["policy"]) if "quant" in meta else None
-        else:
-            fail(f"{cand}: expected a policy (.json/.yaml) or a checkpoint (.safetensors)")
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task(f"certify {name}", total=None, acr=0.0)
-            r = evaluate_on_test(model, policy, data, search.sigma, test_images, test_n, cfg,
-                                 out / "runs" / name, search.shape,
-                                 reuse=fp_run if cand is None else None,
-                                 progress=lambda done, total, s, bar=bar, task=task:
-                                 bar.update(task, completed=done, total=total, acr=s["acr"]))
-        rows.append({"name": name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
-                     **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()},
-                     **(origin or {}), **({"policy": policy.to_json()} if policy else {})})
-        console.print(f"{name}: clean {r['clean_accuracy']:.3f} smoothed "
+    rows: list[dict] = []
+    for cand in cands:
+        rows.append(compare_row(search, cand, out, test_images, test_n, fp_run))
+        r = rows[-1]
+        console.print(f"{cand.name}: clean {r['clean_accuracy']:.3f} smoothed "
                       f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
                       f"BitOPs {r['bitops_percent']:.3f}%")
         # after every model: a killed compare keeps the finished rows (and resumes the rest)
-        paired = pairwise_differences([(r["name"], r["certification_dir"]) for r in rows])
-        atomic_write_json(out / "compare.json", {
-            "rows": rows, "candidates": names, "complete": len(rows) == len(names),
-            "paired": paired, "provenance": provenance(seed, cfg.to_json())})
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(out / "compare.csv", buf.getvalue())
+        write_compare(out, rows, [c.name for c in cands], seed, cfg)
     console.print(f"-> {out / 'compare.csv'}")
+
+
+def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, test_n: int,
+                fp_run: Path | None) -> dict:
+    """Certify one candidate on the test split (fine-tuned first where it is a policy)."""
+    if cand.source is None:
+        model = search.fp
+    elif cand.model is not None:
+        model = cand.model
+    else:
+        model = finetuned_once(search, cand.policy, search.cfg.method, out / "runs" / cand.name,
+                               search.cfg.seed)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("ACR {task.fields[acr]:.3f}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"certify {cand.name}", total=None, acr=0.0)
+        r = evaluate_on_test(model, cand.policy, search.cfg.data, search.sigma, test_images,
+                             test_n, search.cfg, out / "runs" / cand.name, search.shape,
+                             reuse=fp_run if cand.source is None else None,
+                             progress=lambda done, total, s: bar.update(
+                                 task, completed=done, total=total, acr=s["acr"]))
+    return {"name": cand.name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
+            **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()},
+            **(cand.origin or {}), **({"policy": cand.policy.to_json()} if cand.policy else {})}
+
+
+def write_compare(out: Path, rows: list[dict], names: list[str], seed: int,
+                  cfg: SearchConfig) -> None:
+    paired = pairwise_differences([(r["name"], r["certification_dir"]) for r in rows])
+    atomic_write_json(out / "compare.json", {
+        "rows": rows, "candidates": names, "complete": len(rows) == len(names),
+        "paired": paired, "provenance": provenance(seed, cfg.to_json())})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "compare.csv", buf.getvalue())

@@ -7,6 +7,7 @@ NumPy reconstruction functions those files need, so a malicious file cannot run 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from pathlib import Path
 
@@ -20,21 +21,22 @@ _TEST_BATCHES = ["test_batch"]
 _RECORD = 1 + 3 * 32 * 32
 
 # Exactly what the official pickles (and NumPy 1/2 re-pickles of them) reference.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-}
+_RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+_ALLOWED_GLOBALS = _RECONSTRUCT | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _ArrayType:
+    """What the unpickler hands out for ``numpy.ndarray``: a token that ``_reconstruct``
+    accepts, but that cannot be called (``ndarray(shape)`` would allocate any size asked)."""
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global outside a small allow-list."""
+    """Unpickler that refuses every global outside a small allow-list, and bounds every array
+    it allocates by the file's size: a tiny file cannot make it allocate gigabytes."""
 
-    def __init__(self, file, source: str) -> None:
+    def __init__(self, file, source: str, size: int) -> None:
         super().__init__(file, encoding="bytes")
-        self._source = source
+        self._source, self._limit = source, size
 
     def find_class(self, module: str, name: str):  # noqa: D102
         if (module, name) not in _ALLOWED_GLOBALS:
@@ -42,7 +44,24 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"{self._source}: refused to unpickle {module}.{name}: a CIFAR-10 batch file "
                 "only contains NumPy arrays, lists and strings"
             )
+        if (module, name) == ("numpy", "ndarray"):
+            return _ArrayType
+        if (module, name) in _RECONSTRUCT:
+            return self._bounded_reconstruct
         return super().find_class(module, name)
+
+    def _bounded_reconstruct(self, subtype, shape, dtype):
+        if subtype is not _ArrayType:
+            raise RobustqError(f"{self._source}: unexpected array type in the pickle")
+        dims = shape if isinstance(shape, tuple) else (shape,)
+        if not all(isinstance(d, int) and d >= 0 for d in dims):
+            raise RobustqError(f"{self._source}: invalid array shape {shape!r}")
+        nbytes = math.prod(dims) * np.dtype(dtype if not isinstance(dtype, bytes)
+                                            else dtype.decode("latin-1")).itemsize
+        if nbytes > self._limit:
+            raise RobustqError(f"{self._source}: an array of {nbytes} bytes in a file of "
+                               f"{self._limit}; refusing it")
+        return np.ndarray.__new__(np.ndarray, dims, dtype)
 
 
 def restricted_load(path: Path) -> object:
@@ -51,7 +70,7 @@ def restricted_load(path: Path) -> object:
     except OSError as e:
         raise RobustqError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        return RestrictedUnpickler(io.BytesIO(data), str(path)).load()
+        return RestrictedUnpickler(io.BytesIO(data), str(path), len(data)).load()
     except RobustqError:
         raise
     except Exception as e:  # any malformed pickle

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from robustq.data.dataset import ImageDataset
-from robustq.utils.errors import RobustqError
+from robustq.utils.errors import RobustqError, RobustqWarning
 from robustq.utils.io import atomic_write
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm"}
@@ -57,9 +58,39 @@ class _Tree:
 
 
 def _cache_key(source: Path, split: str) -> str:
-    st = source.stat()
-    h = hashlib.sha256(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{split}".encode())
+    """Changes whenever the decoded pixels could: a zip's path, size and mtime; for a directory,
+    every file's relative path, size and mtime (an edited or added image makes a new key)."""
+    h = hashlib.sha256(f"{source.resolve()}|{split}".encode())
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    for f in files:
+        st = f.stat()
+        h.update(f"|{f.relative_to(source) if f != source else ''}|{st.st_size}|"
+                 f"{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
+
+
+def _read_cache(cache_file: Path, source: Path, split: str) -> ImageDataset | None:
+    """The cached decode, or None (with a warning) where the file is damaged."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as z:
+            ds = ImageDataset(z["images"], z["labels"], tuple(z["classes"].tolist()),
+                              str(source), split)
+    except Exception as e:    # any damage (truncation, bad zip, missing arrays): decode again
+        warnings.warn(f"{cache_file}: damaged decode cache ({type(e).__name__}); decoding "
+                      f"{source} again", RobustqWarning, stacklevel=3)
+        return None
+    return ds
+
+
+def _write_cache(cache_file: Path, ds: ImageDataset) -> None:
+    """Store the decode; the cache is optional, so an unwritable folder only warns."""
+    try:
+        atomic_write(cache_file, lambda p: np.savez(
+            p.open("wb"), images=ds.images, labels=ds.labels, classes=np.asarray(ds.classes)))
+    except OSError as e:
+        warnings.warn(f"{cache_file.parent}: cannot write the decode cache ({e.strerror}); "
+                      "going on without it (set ROBUSTQ_CACHE to a writable folder)",
+                      RobustqWarning, stacklevel=3)
 
 
 def _decode(tree: _Tree, name: str) -> np.ndarray:
@@ -82,9 +113,9 @@ def load_image_folder(source: str | Path, split: str, cache_dir: str | Path | No
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_file = cache / "imagefolder" / f"{_cache_key(source, split)}.npz"
     if use_cache and cache_file.is_file():
-        with np.load(cache_file, allow_pickle=False) as z:
-            return ImageDataset(z["images"], z["labels"], tuple(z["classes"].tolist()),
-                                str(source), split)
+        cached = _read_cache(cache_file, source, split)
+        if cached is not None:
+            return cached
     try:
         tree = _Tree(source)
     except zipfile.BadZipFile as e:
@@ -111,8 +142,7 @@ def load_image_folder(source: str | Path, split: str, cache_dir: str | Path | No
                            f"{sorted(shapes)}; robustq expects one image shape per data set")
     ds = ImageDataset(np.stack(images), np.asarray(labels, np.int64), classes, str(source), split)
     if use_cache:
-        atomic_write(cache_file, lambda p: np.savez(
-            p.open("wb"), images=ds.images, labels=ds.labels, classes=np.asarray(classes)))
+        _write_cache(cache_file, ds)
     return ds
 
 

@@ -169,6 +169,8 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
             raise RobustqError(f"{state_path}: was written with another configuration; "
                                "resume with the same options or use a new output directory")
         history, start_epoch, elapsed = meta["history"], meta["epoch"], meta["elapsed_s"]
+        # the state is the truth: a kill between it and the log left the log one line short
+        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     elif state_path.exists() and not resume:
         raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
                            "choose a new output directory")

@@ -109,20 +109,49 @@ class Policy(Mapping[str, LayerBits]):
         return atomic_write_text(path, text)
 
     @classmethod
-    def load(cls, path: str | Path) -> Policy:
+    def load(cls, path: str | Path, model: nn.Module | None = None) -> Policy:
+        """Read a JSON or YAML policy file (UTF-8; duplicate keys refused) and, given a
+        ``model``, validate it against the model's layers; every error names the file."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except OSError as e:
             raise RobustqError(f"{path}: cannot read policy ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise RobustqError(f"{path}: not UTF-8 text (byte {e.start}); a policy is a JSON or "
+                               "YAML text file") from None
         try:
-            data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as e:
+            data = (yaml.load(text, Loader=_UniqueKeyLoader) if path.suffix in (".yaml", ".yml")
+                    else json.loads(text, object_pairs_hook=_unique_pairs))
+        except (yaml.YAMLError, json.JSONDecodeError, RobustqError) as e:
             raise RobustqError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
         try:
-            return cls.from_json(data)
+            policy = cls.from_json(data)
+            return policy.validate(model) if model is not None else policy
         except RobustqError as e:
             raise RobustqError(f"{path}: {e}") from None
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise RobustqError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def uniform_policy(model: nn.Module, w_bits: int, a_bits: int, first_last_bits: int | None = 8,

@@ -3,3 +3,8 @@
 
 class RobustqError(ValueError):
     """Bad input or configuration: the message names the file or option and what was expected."""
+
+
+class RobustqWarning(UserWarning):
+    """Something worked around (an optional cache that could not be used): the CLI prints it as
+    one ``warning:`` line."""

@@ -56,6 +56,14 @@ def parse_number(text: str, what: str) -> float:
     return check_finite(value, what)
 
 
+def parse_int(text: str, what: str) -> int:
+    """An integer written in decimal ('4'); anything else refused."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise RobustqError(f"{what}: not an integer: {text!r}") from None
+
+
 def parse_numbers(text: str, what: str) -> tuple[float, ...]:
     """A comma-separated list of ``parse_number`` values; an empty list is refused."""
     parts = [p for p in (q.strip() for q in text.split(",")) if p]

@@ -1,0 +1,122 @@
+"""The certification run directory: its files, a validated reader for each, and the one
+function that creates or resumes it.
+
+- ``run.json``: configuration, data set, image list, model, provenance (``records.claim``);
+- ``certify.tsv``: one line per image, appended and flushed as it is certified;
+- ``summary.json``: ACR, certified accuracy at radii, smoothed accuracy, wall time;
+- ``irs_cache.bin`` (with a cache): f's estimation predictions, ``n`` int16 per image, in the
+  order of ``certify.tsv``; with ``certify.tsv`` and ``run.json`` it is the IRS cache.
+
+Every reader validates what it reads and names file and row: a damaged directory is refused in
+one line, never half-used. A resumed run rewrites ``certify.tsv`` atomically (the old file or the
+complete new one), so no instant of a kill loses finished rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write_text
+from robustq.utils.records import claim, read_record
+
+TSV = "certify.tsv"
+CACHE = "irs_cache.bin"
+RUN = "run.json"
+SUMMARY = "summary.json"
+COLUMNS = ["idx", "label", "predict", "radius", "correct", "time", "samples", "p_lower", "count",
+           "seed"]
+IRS_COLUMNS = COLUMNS + ["zeta", "disagreements"]
+_INTS = ("idx", "label", "predict", "correct", "samples", "count", "seed")
+_FLOATS = ("radius", "time", "p_lower")
+
+
+def _check_row(row: dict[str, str], num_classes: int | None) -> str | None:
+    """What is wrong with one row, or None."""
+    try:
+        ints = {k: int(row[k]) for k in _INTS}
+        floats = {k: float(row[k]) for k in _FLOATS}
+    except (KeyError, TypeError, ValueError):
+        return "a missing or non-numeric field"
+    if not all(math.isfinite(v) for v in floats.values()):
+        return "a non-finite number"
+    top = num_classes if num_classes is not None else 2 ** 15
+    checks = [(ints["idx"] >= 0, "a negative image index"),
+              (0 <= ints["label"] < top, f"label {ints['label']} out of range"),
+              (-1 <= ints["predict"] < top, f"class {ints['predict']} out of range"),
+              (0 <= floats["p_lower"] <= 1, f"p_lower {floats['p_lower']} outside [0, 1]"),
+              (floats["radius"] >= 0, f"negative radius {floats['radius']}"),
+              (ints["correct"] == int(ints["predict"] == ints["label"]), "a wrong 'correct'")]
+    return next((msg for ok, msg in checks if not ok), None)
+
+
+def read_tsv(path: Path, num_classes: int | None = None) -> list[dict[str, str]]:
+    """The complete rows of a ``certify.tsv`` (a partial last line is ignored), validated:
+    header, numbers, class ids (below ``num_classes`` where known), p_lower in [0, 1]."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(complete), delimiter="\t")
+    if complete and (reader.fieldnames or [])[: len(COLUMNS)] != COLUMNS:
+        raise RobustqError(f"{path}: not a certification table (header {reader.fieldnames})")
+    rows = list(reader)
+    for k, row in enumerate(rows, 2):
+        problem = _check_row(row, num_classes)
+        if problem:
+            raise RobustqError(f"{path}: line {k} has {problem}; the run directory is damaged: "
+                               "remove it or use a new --out")
+    return rows
+
+
+def write_tsv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, delimiter="\t", extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
+            cache: bool, num_classes: int | None) -> list[dict[str, str]]:
+    """Create or validate ``out`` for a (resumed) run; return the rows already done. A resume
+    keeps the rows that have a complete line (and cache row), rewritten atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    resumed = claim(out / RUN, run_meta, ("config", "data", "model", "cache_source"),
+                    what="certification run")
+    rows = read_tsv(out / TSV, num_classes) if resumed else []
+    if cache:
+        have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0
+        rows = rows[:have]
+        with open(out / CACHE, "ab") as f:
+            f.truncate(len(rows) * row_bytes)
+    write_tsv(out / TSV, columns, rows)
+    return rows
+
+
+def load_cache(cache_dir: Path, num_classes: int | None = None
+               ) -> tuple[dict[str, Any], list[dict[str, str]], np.ndarray]:
+    """The run metadata, per-image rows and f's predictions ``(images, n)`` of an IRS cache,
+    validated (class ids below ``num_classes`` where known)."""
+    if not (cache_dir / RUN).is_file() or not (cache_dir / CACHE).is_file():
+        raise RobustqError(f"{cache_dir}: not an IRS cache (needs {RUN}, {TSV} and {CACHE}; "
+                           "certify with --cache to make one)")
+    meta = read_record(cache_dir / RUN, ("config", "data"))
+    n = meta["config"].get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise RobustqError(f"{cache_dir / RUN}: config n must be a positive integer, got {n!r}")
+    rows = read_tsv(cache_dir / TSV, num_classes)
+    preds = np.fromfile(cache_dir / CACHE, dtype=np.int16)
+    complete = min(len(rows), preds.size // n)
+    preds = preds[: complete * n].reshape(complete, n)
+    top = num_classes if num_classes is not None else 2 ** 15
+    if preds.size and not (preds.min() >= 0 and preds.max() < top):
+        raise RobustqError(f"{cache_dir / CACHE}: class ids out of range "
+                           f"[{preds.min()}, {preds.max()}]; the cache is damaged")
+    return meta, rows[:complete], preds
