@@ -209,15 +209,22 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
             if cache:
                 cf.write(preds.astype(np.int16).tobytes())
                 cf.flush()
-            for k, (i, y, c) in enumerate(zip(idx, ys.tolist(), certs, strict=True)):
-                rows.append(dict(zip(COLUMNS, map(str, _row(i, y, c, dt, cfg.n0 + cfg.n,
-                                                                 seeds[k])), strict=True)))
-                tsv.write("\t".join(rows[-1][c] for c in COLUMNS) + "\n")
-            tsv.flush()
-            fault_point("+" + TSV)
-            if progress:
-                progress(len(rows), len(indices), _running(rows))
+            new = [dict(zip(COLUMNS, map(str, _row(i, y, c, dt, cfg.n0 + cfg.n, seeds[k])),
+                            strict=True))
+                   for k, (i, y, c) in enumerate(zip(idx, ys.tolist(), certs, strict=True))]
+            _append_rows(tsv, COLUMNS, rows, new, len(indices), progress)
     return _finish(out, cfg, started, earlier)
+
+
+def _append_rows(tsv, columns: list[str], rows: list[dict[str, str]],
+                 new: list[dict[str, str]], total: int, progress: Progress | None) -> None:
+    """Append complete lines for ``new`` rows (flushed: a kill keeps them), then report."""
+    rows.extend(new)
+    tsv.write("".join("\t".join(r[c] for c in columns) + "\n" for r in new))
+    tsv.flush()
+    fault_point("+" + TSV)
+    if progress:
+        progress(len(rows), total, _running(rows))
 
 
 def _running(rows: list[dict[str, str]]) -> dict[str, Any]:
@@ -319,12 +326,8 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
     started, earlier = time.perf_counter(), list(rows)
     with open(out / TSV, "a") as tsv:
         for k in range(len(rows), len(cached_rows)):
-            rows.append(_irs_row(smooth, ds, cfg, cached_rows[k], cached_preds[k]))
-            tsv.write("\t".join(rows[-1][c] for c in IRS_COLUMNS) + "\n")
-            tsv.flush()
-            fault_point("+" + TSV)
-            if progress:
-                progress(len(rows), len(cached_rows), _running(rows))
+            new = [_irs_row(smooth, ds, cfg, cached_rows[k], cached_preds[k])]
+            _append_rows(tsv, IRS_COLUMNS, rows, new, len(cached_rows), progress)
     return _finish(out, cfg, started, earlier)
 
 

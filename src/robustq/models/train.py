@@ -148,93 +148,105 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     """
     reporter = reporter or TrainReporter()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_FILE
-    run_provenance = provenance(cfg.seed, cfg.to_json())     # the code that starts the run
     if train_ds.num_classes != model.num_classes:
         raise RobustqError(f"{train_ds.source}: {train_ds.num_classes} classes but the model "
                            f"has {model.num_classes} outputs")
+    out.mkdir(parents=True, exist_ok=True)
+    run_provenance = provenance(cfg.seed, cfg.to_json())     # the code that starts the run
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(memory_format=mf)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    history: list[dict[str, Any]] = []
-    start_epoch, elapsed = 0, 0.0
-    if resume and state_path.is_file():
-        meta = _load_state(state_path, model, opt)
-        if meta.get("config") != cfg.to_json():
-            raise RobustqError(f"{state_path}: was written with another configuration; "
-                               "resume with the same options or use a new output directory")
-        history, start_epoch, elapsed = meta["history"], meta["epoch"], meta["elapsed_s"]
-        # the state is the truth: a kill between it and the log left the log one line short
-        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    elif state_path.exists() and not resume:
-        raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
-                           "choose a new output directory")
-
+    opt = _optimizer(model, cfg)
+    history, start_epoch, elapsed = _restore(out, model, opt, cfg, resume)
     if cfg.max_images is not None and cfg.max_images < len(train_ds):
         train_ds = train_ds.spread(cfg.max_images)
-    n = len(train_ds)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    x_all, y_all = train_ds.tensors()
+    data = train_ds.tensors()
     eval_ds = test_ds.spread(cfg.eval_images)      # every class, even in class-sorted data
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        gen = _epoch_generator(cfg.seed, epoch)
-        perm = torch.randperm(n, generator=gen)
-        model.train()
-        reporter.start_epoch(epoch, cfg.epochs, steps_per_epoch)
-        loss_sum = correct = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x, y = x_all[idx], y_all[idx]
-            x = random_crop(x, cfg.crop_padding, gen)
-            if cfg.flip:
-                x = random_flip(x, gen)
-            x = gaussian_noise(x, cfg.sigma, gen).contiguous(memory_format=mf)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, epoch * steps_per_epoch + i, total)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += float((logits.argmax(1) == y).sum())
-            reporter.step(float(loss.detach()))
+        record = _run_epoch(model, opt, cfg, data, epoch, reporter, extra_loss)
         elapsed += time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
-                  "lr": opt.param_groups[0]["lr"], "epoch_s": round(time.perf_counter() - t0, 2)}
+        record["epoch_s"] = round(time.perf_counter() - t0, 2)
         if len(eval_ds):
             ev = evaluate(model, eval_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
             record.update(test_clean_accuracy=ev["clean_accuracy"],
                           test_noisy_accuracy=ev.get("noisy_accuracy"), eval_images=ev["n"])
         history.append(record)
-        _save_state(state_path, model, opt, {"config": cfg.to_json(), "card": card.to_json(),
-                                             "epoch": epoch + 1, "history": history,
-                                             "elapsed_s": elapsed})
+        _save_state(out / STATE_FILE, model, opt, {"config": cfg.to_json(), "card": card.to_json(),
+                                                   "epoch": epoch + 1, "history": history,
+                                                   "elapsed_s": elapsed})
         atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         reporter.end_epoch(record)
-
     final = evaluate(model, test_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
     meta = {
-        "dataset": {"source": train_ds.source, "train_images": n, "test_images": len(test_ds),
-                    "classes": list(train_ds.classes)},
-        "sigma": cfg.sigma,
-        "epochs": cfg.epochs,
-        "accuracy": final,
-        "train_time_s": round(elapsed, 1),
-        "train_config": cfg.to_json(),
-        "history": history,
+        "dataset": {"source": train_ds.source, "train_images": len(train_ds),
+                    "test_images": len(test_ds), "classes": list(train_ds.classes)},
+        "sigma": cfg.sigma, "epochs": cfg.epochs, "accuracy": final,
+        "train_time_s": round(elapsed, 1), "train_config": cfg.to_json(), "history": history,
         "provenance": run_provenance,
     }
     model.to(memory_format=torch.contiguous_format)
     save(out / FINAL_FILE, model, card, meta)
     return meta
 
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; weight decay on conv/linear weights only."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+def _restore(out: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
+             resume: bool) -> tuple[list[dict[str, Any]], int, float]:
+    """(history, first epoch to run, seconds so far) of a resumed run, or of a new one."""
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        meta = _load_state(state_path, model, opt)
+        if meta.get("config") != cfg.to_json():
+            raise RobustqError(f"{state_path}: was written with another configuration; "
+                               "resume with the same options or use a new output directory")
+        history = meta["history"]
+        # the state is the truth: a kill between it and the log left the log one line short
+        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        return history, meta["epoch"], meta["elapsed_s"]
+    if state_path.exists():
+        raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
+                           "choose a new output directory")
+    return [], 0, 0.0
+
+
+def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
+               data: tuple[torch.Tensor, torch.Tensor], epoch: int, reporter: TrainReporter,
+               extra_loss: Callable[[nn.Module], torch.Tensor] | None) -> dict[str, Any]:
+    """One epoch of noisy SGD, every random choice from ``_epoch_generator(seed, epoch)``."""
+    x_all, y_all = data
+    n = len(y_all)
+    steps = math.ceil(n / cfg.batch_size)
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    gen = _epoch_generator(cfg.seed, epoch)
+    perm = torch.randperm(n, generator=gen)
+    model.train()
+    reporter.start_epoch(epoch, cfg.epochs, steps)
+    loss_sum = correct = 0.0
+    for i in range(steps):
+        idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        x = random_crop(x_all[idx], cfg.crop_padding, gen)
+        if cfg.flip:
+            x = random_flip(x, gen)
+        x, y = gaussian_noise(x, cfg.sigma, gen).contiguous(memory_format=mf), y_all[idx]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, epoch * steps + i, steps * cfg.epochs)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if extra_loss is not None:
+            loss = loss + extra_loss(model)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += float((logits.argmax(1) == y).sum())
+        reporter.step(float(loss.detach()))
+    return {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
+            "lr": opt.param_groups[0]["lr"]}
