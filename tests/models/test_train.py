@@ -101,3 +101,35 @@ def test_augmentations_keep_shape_and_content():
                                                                               strict=True))
     noise = gaussian_noise(torch.zeros(200_000), 0.25, g)
     assert abs(noise.std().item() - 0.25) < 0.003 and abs(noise.mean().item()) < 0.003
+
+
+class SwappedTeacher(torch.nn.Module):
+    """A teacher that is confidently wrong: it calls bright images dark and dark ones bright."""
+
+    def forward(self, x):
+        bright = (x.mean(dim=(1, 2, 3)) > 0.47).float()
+        return torch.stack([bright, 1 - bright], 1) * 8.0
+
+
+def test_distillation_follows_the_teacher_on_the_same_noisy_input(tmp_path, tiny_rgb_dataset):
+    card = _card(tiny_rgb_dataset)
+    torch.manual_seed(0)
+    cfg = TrainConfig(**{**CFG, "epochs": 4, "distill": 1.0, "distill_temperature": 2.0})
+    meta = train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path / "kd",
+                 teacher=SwappedTeacher())
+    assert meta["accuracy"]["clean_accuracy"] < 0.1       # learnt the teacher, not the labels
+    assert meta["train_config"]["distill"] == 1.0
+    with pytest.raises(RobustqError, match="teacher"):
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path / "x")
+    for bad in (float("nan"), -0.1, 1.5):
+        with pytest.raises(RobustqError, match="distill"):
+            TrainConfig(**{**CFG, "distill": bad})
+
+
+def test_distillation_loss_is_zero_at_the_teacher_and_positive_elsewhere():
+    from robustq.models.train import distillation_loss
+
+    teacher = SwappedTeacher()
+    x = torch.rand(16, 3, 8, 8)
+    assert float(distillation_loss(teacher(x), teacher, x, 2.0)) == pytest.approx(0, abs=1e-6)
+    assert float(distillation_loss(torch.zeros(16, 2), teacher, x, 2.0)) > 0.1

@@ -60,6 +60,10 @@ def quantize_cmd(
     act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) for "
                                                     "every activation (DQ: 6)")] = None,
     pact_lambda: float = 1e-4,
+    distill: Annotated[float, typer.Option(help="weight w of distillation from the FP model on "
+                                           "the same noisy input: (1-w) CE + w KD (0 = off)")]
+    = 0.0,
+    distill_temperature: Annotated[float, typer.Option(help="distillation temperature")] = 1.0,
     seed: int = 0,
     resume: bool = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
@@ -84,7 +88,8 @@ def quantize_cmd(
     c = card.in_channels
     cfg = TrainConfig(arch=card.arch, epochs=max(epochs, 1), batch_size=batch_size, lr=lr,
                       weight_decay=5e-4, schedule="cosine", sigma=sigma,
-                      crop_padding=4 if c == 3 else 2, flip=c == 3, seed=seed, eval_images=1000)
+                      crop_padding=4 if c == 3 else 2, flip=c == 3, seed=seed, eval_images=1000,
+                      distill=distill, distill_temperature=distill_temperature)
     if epochs < 0:
         raise RobustqError(f"--epochs must be >= 0, got {epochs}")
     console.print(f"quantizing {card.arch} with {method}, "

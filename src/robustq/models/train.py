@@ -56,6 +56,8 @@ class TrainConfig:
     max_images: int | None = None      # train on the first N images of a class-balanced spread
     init: str | None = None            # warm start: weights of this checkpoint (resolved path)
     init_sha256: str | None = None     # ... and its content hash, so the run is reproducible
+    distill: float = 0.0               # weight of distillation from a teacher (QAT: the FP model)
+    distill_temperature: float = 1.0   # softmax temperature of the distillation targets
 
     def __post_init__(self) -> None:
         checks = [
@@ -70,6 +72,9 @@ class TrainConfig:
             (self.eval_images >= 0, f"eval_images must be >= 0, got {self.eval_images}"),
             (self.max_images is None or self.max_images >= 1,
              f"max_images must be >= 1, got {self.max_images}"),
+            (0 <= self.distill <= 1, f"distill must lie in [0, 1], got {self.distill}"),
+            (0 < self.distill_temperature <= 100,
+             f"distill_temperature must lie in (0, 100], got {self.distill_temperature}"),
         ]
         check_sigma(self.sigma, "sigma", allow_zero=True)
         for ok, msg in checks:
@@ -136,7 +141,8 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
           test_ds: ImageDataset, cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
           reporter: TrainReporter | None = None,
           extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
-          save: Callable[..., Path] = save_checkpoint) -> dict[str, Any]:
+          save: Callable[..., Path] = save_checkpoint,
+          teacher: nn.Module | None = None) -> dict[str, Any]:
     """Train ``model`` in place, checkpointing to ``out_dir`` every epoch.
 
     Writes ``train_state.safetensors`` (weights + momentum, to resume), ``log.jsonl`` (one line
@@ -144,8 +150,12 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     accuracies on the full test split (clean and under sigma noise), seed, commit, versions.
     ``extra_loss(model)`` is added to the cross-entropy (e.g. a Lipschitz regularizer);
     ``save(path, model, card, meta)`` writes the final checkpoint (quantized models bring their
-    own). Returns the final metadata.
+    own). With ``cfg.distill`` = w > 0 the loss is (1 - w) CE + w T^2 KL(teacher || model) at
+    temperature T, the teacher (frozen, eval mode) seeing the very noisy batch the model sees.
+    Returns the final metadata.
     """
+    if (cfg.distill > 0) != (teacher is not None):
+        raise RobustqError("distillation needs a teacher and a distill weight > 0, both or neither")
     reporter = reporter or TrainReporter()
     out = Path(out_dir)
     if train_ds.num_classes != model.num_classes:
@@ -163,7 +173,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     eval_ds = test_ds.spread(cfg.eval_images)      # every class, even in class-sorted data
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        record = _run_epoch(model, opt, cfg, data, epoch, reporter, extra_loss)
+        record = _run_epoch(model, opt, cfg, data, epoch, reporter, extra_loss, teacher)
         elapsed += time.perf_counter() - t0
         record["epoch_s"] = round(time.perf_counter() - t0, 2)
         if len(eval_ds):
@@ -217,9 +227,21 @@ def _restore(out: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: Train
     return [], 0, 0.0
 
 
+def distillation_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """T^2 KL(softmax(teacher(x)/T) || softmax(logits/T)), batch mean (Hinton et al. 2015);
+    the teacher is run in eval mode without gradients."""
+    teacher.eval()
+    with torch.no_grad():
+        target = F.log_softmax(teacher(x) / temperature, dim=1)
+    student = F.log_softmax(logits / temperature, dim=1)
+    return F.kl_div(student, target, reduction="batchmean", log_target=True) * temperature ** 2
+
+
 def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
                data: tuple[torch.Tensor, torch.Tensor], epoch: int, reporter: TrainReporter,
-               extra_loss: Callable[[nn.Module], torch.Tensor] | None) -> dict[str, Any]:
+               extra_loss: Callable[[nn.Module], torch.Tensor] | None,
+               teacher: nn.Module | None = None) -> dict[str, Any]:
     """One epoch of noisy SGD, every random choice from ``_epoch_generator(seed, epoch)``."""
     x_all, y_all = data
     n = len(y_all)
@@ -240,6 +262,9 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
             g["lr"] = lr_at(cfg, epoch * steps + i, steps * cfg.epochs)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
+        if teacher is not None:
+            loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
+                logits, teacher, x, cfg.distill_temperature)
         if extra_loss is not None:
             loss = loss + extra_loss(model)
         opt.zero_grad(set_to_none=True)

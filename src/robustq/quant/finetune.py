@@ -67,5 +67,6 @@ def quantize_and_finetune(model: torch.nn.Module, card: ModelCard, policy: Polic
         save(Path(out_dir) / FINAL_FILE, qmodel, card, meta)
         return qmodel.eval(), meta
     meta = train(qmodel, card, train_ds, test_ds, cfg, out_dir, resume=resume,
-                 reporter=reporter, extra_loss=extra, save=save)
+                 reporter=reporter, extra_loss=extra, save=save,
+                 teacher=model.eval() if cfg.distill > 0 else None)
     return qmodel.eval(), meta
