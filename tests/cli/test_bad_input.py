@@ -317,3 +317,29 @@ def test_ctrl_c_during_start_up(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
+
+
+# 10-11. caches and pickles through the CLI ---------------------------------------------------
+def test_damaged_or_unwritable_decode_cache_only_warns(env, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("ROBUSTQ_CACHE", str(tmp_path / "file" / "cache"))     # unwritable
+    res = runner.invoke(app, ["evaluate", str(env / "m.safetensors"), "--data", str(env / "data")])
+    assert res.exit_code == 0 and "warning:" in res.output and "decode cache" in res.output
+    monkeypatch.setenv("ROBUSTQ_CACHE", str(tmp_path / "cache"))
+    first = runner.invoke(app, ["evaluate", str(env / "m.safetensors"), "--data", str(env / "data")])
+    (npz,) = sorted((tmp_path / "cache" / "imagefolder").glob("*.npz"))   # the test split's
+    npz.write_bytes(b"garbage")
+    again = runner.invoke(app, ["evaluate", str(env / "m.safetensors"), "--data", str(env / "data")])
+    assert again.exit_code == 0 and "damaged decode cache" in again.output
+    assert first.output.splitlines()[-1] == again.output.splitlines()[-1]   # the same numbers
+
+
+def test_malicious_cifar_pickle_is_one_line(tmp_path):
+    from tests.conftest import write_cifar_python
+
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar_python(root)
+    (root / "test_batch").write_bytes(b"\x80\x02cnumpy\nndarray\nJ\x00\xca\x9a;\x85R.")
+    card = ModelCard("small_cnn", 10, 3, (0.5,) * 3, (0.25,) * 3, (), (32, 32))
+    save_checkpoint(tmp_path / "m.safetensors", card.build(), card, {"sigma": 0.25})
+    refused(["evaluate", tmp_path / "m.safetensors", "--data", root], None, "test_batch")
