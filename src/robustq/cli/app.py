@@ -8,6 +8,7 @@ from robustq.cli.amplification_cmd import amplification_cmd
 from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
+from robustq.cli.export_cmd import export_cmd
 from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
 from robustq.cli.report_cmd import report_cmd
 from robustq.cli.search_cmd import compare_cmd, search_cmd
@@ -27,6 +28,7 @@ app.command("search")(search_cmd)
 app.command("compare")(compare_cmd)
 app.command("amplification")(amplification_cmd)
 app.command("report")(report_cmd)
+app.command("export")(export_cmd)
 
 
 @app.command("models")

@@ -65,6 +65,9 @@ def certify_cmd(
                         alpha_zeta=alpha_zeta, gamma=gamma)
     ds = load_dataset(data, split)
     check_model_fits(model, ds, checkpoint)
+    deployed = "deployed" in meta                  # an exported .onnx: sampled as it ships
+    if deployed and approx is not None:
+        raise RobustqError(f"--approx: {checkpoint} is a deployed model; certify it as it is")
     if approx is not None:
         model = approximate(model, approx)
     chosen = {int(ds.labels[i]) for i in cfg.indices(len(ds))}
@@ -72,10 +75,13 @@ def certify_cmd(
         console.print(f"[yellow]note:[/] the {len(cfg.indices(len(ds)))} selected images cover "
                       f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
                       "larger --skip spreads them over the whole split")
-    if jit:
+    if jit and not deployed:
         samples = samples_to_go(cfg, ds, out, incremental is not None)
         model = fast_inference(freeze_quantized(model), (batch, *ds.image_shape), samples)
     info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
+            "engine": ("onnxruntime" if deployed else "torch (frozen, traced/compiled)" if jit
+                       else "torch (eager)"),
+            **({"deployed": meta["deployed"], "source": meta.get("source")} if deployed else {}),
             **({"cost": cost} if cost is not None else {})}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),

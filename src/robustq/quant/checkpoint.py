@@ -30,7 +30,12 @@ def save_quantized(path: str | Path, qmodel: nn.Module, card: ModelCard,
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a robustq checkpoint, FP or quantized, in eval mode, with its metadata."""
+    """Load a robustq checkpoint, FP or quantized, in eval mode, with its metadata; an exported
+    ``.onnx`` file loads as the deployed classifier (``models.onnx_runtime``)."""
+    if Path(path).suffix == ".onnx":
+        from robustq.models.onnx_runtime import load_onnx
+
+        return load_onnx(path)
     tensors, meta = load_tensors(path)
     if "quant" not in meta:
         return load_checkpoint(path)
@@ -55,8 +60,10 @@ def checkpoint_cost(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     quantized, as recorded beside results (FP models: 100%, 32-bit weights)."""
     card = ModelCard.from_json(meta["card"])
     shape = (card.in_channels, *card.input_size)
-    policy = (Policy.from_json(meta["quant"]["policy"]) if "quant" in meta
+    if not any(True for _ in model.parameters()):      # a deployed (ONNX) model: its card's
+        model = card.build()                           # architecture has the same layers
+    policy = (Policy.from_json(meta["quant"]["policy"]) if meta.get("quant")
               else uniform_policy(model, FP, FP, first_last_bits=None))
     cost = model_cost(model, policy, shape)
     return {"bitops_percent": cost.bitops_percent, "size_kib": cost.size_bytes / 1024,
-            "method": meta.get("quant", {}).get("method", "fp"), "policy": policy.to_json()}
+            "method": (meta.get("quant") or {}).get("method", "fp"), "policy": policy.to_json()}
