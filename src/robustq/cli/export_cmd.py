@@ -28,11 +28,7 @@ def export_cmd(
     if out.suffix != ".onnx":
         raise RobustqError(f"--out {out}: expected a .onnx file name")
     check_int(check, "--check", 0)
-    try:
-        from robustq.quant.export import agreement, export_onnx
-    except ImportError:
-        raise RobustqError("export needs onnx and onnxruntime: pip install 'robustq[deploy]'") \
-            from None
+    from robustq.quant.export import agreement, export_onnx
     info = export_onnx(checkpoint, out)
     q = info.get("quant") or {}
     console.print(f"{checkpoint} -> {out} ({out.stat().st_size / 1024:.0f} KiB, "

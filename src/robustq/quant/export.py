@@ -233,8 +233,11 @@ def integer_clips(model) -> int:
 def export_onnx(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``checkpoint`` (FP or quantized) as ONNX to ``out`` (atomically); returns the
     metadata stored in the file (``robustq`` key of ``metadata_props``)."""
-    import onnx
-
+    try:
+        import onnx
+    except ImportError:
+        raise RobustqError("export needs onnx and onnxruntime: pip install 'robustq[deploy]'") \
+            from None
     from robustq.quant.checkpoint import load_model
 
     model, meta = load_model(checkpoint)
