@@ -17,19 +17,12 @@ from robustq.models import list_models
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="robustq: make neural networks small and provably robust.")
-app.command("train")(train_cmd)
-app.command("evaluate")(evaluate_cmd)
-app.command("demo")(demo_cmd)
-app.command("certify")(certify_cmd)
-app.command("quantize")(quantize_cmd)
-app.command("cost")(cost_cmd)
-app.command("bench")(bench_cmd)
-app.command("search")(search_cmd)
-app.command("compare")(compare_cmd)
-app.command("amplification")(amplification_cmd)
-app.command("report")(report_cmd)
-app.command("export")(export_cmd)
-
+COMMANDS = {"train": train_cmd, "evaluate": evaluate_cmd, "demo": demo_cmd,
+            "certify": certify_cmd, "quantize": quantize_cmd, "cost": cost_cmd,
+            "bench": bench_cmd, "search": search_cmd, "compare": compare_cmd,
+            "amplification": amplification_cmd, "report": report_cmd, "export": export_cmd}
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
 
 @app.command("models")
 def models_cmd() -> None:
