@@ -67,6 +67,8 @@ def test_round_trip_agrees_and_keeps_the_metadata(setup, tmp_path, method, bits)
     assert meta["quant"]["method"] == method and meta["sigma"] == 0.25
     assert meta["source"]["sha256"] == file_sha256(path) == info["source"]["sha256"]
     assert info["integer_clips"] == (0 if bits == 8 else len(policy))
+    assert info["int8_weights"] == len(policy)         # stored as integers
+    assert (tmp_path / "m.onnx").stat().st_size < 0.5 * path.stat().st_size
 
 
 def test_fp_export_and_int8_kernels(setup, tmp_path):

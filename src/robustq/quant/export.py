@@ -5,8 +5,8 @@ A quantized layer becomes QDQ: its input activation ``QuantizeLinear -> Dequanti
 the layer's own grid (uint8 for unsigned grids, int8 for signed; a b-bit grid narrower than the
 type is clamped by an integer-domain ``Clip`` between Q and DQ, so the b-bit saturation is kept
 and ONNX Runtime still fuses the convolution into ``QLinearConv``), and its weight as int8
-integers with a per-output-channel scale, into which the following BatchNorm is folded
-(k * s * gamma / sd: the same integers k, another scale). FP layers stay float. The integers
+integers (stored as int8 initializers) with a per-output-channel scale, into which the
+following BatchNorm is folded (k * s * gamma / sd: the same integers k, another scale). FP layers stay float. The integers
 are exactly those of the fake-quantized model; what can differ is float rounding (x / s against
 x * (1 / s), folded BatchNorm, int32 accumulation), which moves a value lying within rounding of
 a grid cell's edge by one level: predictions agree on all but a small fraction of inputs
@@ -230,6 +230,38 @@ def integer_clips(model) -> int:
     return len(replace)
 
 
+def int8_weights(model) -> int:
+    """Replace every ``QuantizeLinear`` of a float initializer (a weight) by the int8
+    initializer it computes (round half to even, as ONNX does): the file stores the integers, 4x
+    smaller, and ``DequantizeLinear`` reads them directly. Returns how many."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    folded, keep = [], []
+    for node in g.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] not in inits:
+            keep.append(node)
+            continue
+        w = numpy_helper.to_array(inits[node.input[0]])
+        scale, zero = _constant(g, node.input[1]), _constant(g, node.input[2])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.round(w / scale.reshape(shape)) + zero.astype(np.int64).reshape(shape)
+        info = np.iinfo(zero.dtype)
+        folded.append(numpy_helper.from_array(np.clip(q, info.min, info.max).astype(zero.dtype),
+                                              node.output[0]))
+    used = {i for n in keep for i in n.input}
+    del g.node[:]
+    g.node.extend(keep)
+    unused = [i for i in g.initializer if i.name not in used]
+    for init in unused:
+        g.initializer.remove(init)
+    g.initializer.extend(folded)
+    return len(folded)
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``checkpoint`` (FP or quantized) as ONNX to ``out`` (atomically); returns the
     metadata stored in the file (``robustq`` key of ``metadata_props``)."""
@@ -256,6 +288,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
         proto = onnx.load(str(tmp))
         info["integer_clips"] = integer_clips(proto)
+        info["int8_weights"] = int8_weights(proto)
         onnx.helper.set_model_props(proto, {META_KEY: json.dumps(info)})
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
