@@ -1,16 +1,20 @@
 """``export_onnx(checkpoint, out)``: an FP or fake-quantized robustq model as an ONNX file that
 ONNX Runtime runs, quantized layers in int8/uint8 kernels, computing the certified function.
 
-A quantized layer becomes QDQ: its input activation ``QuantizeLinear -> DequantizeLinear`` on
-the layer's own grid (uint8 for unsigned grids, int8 for signed; a b-bit grid narrower than the
-type is clamped by an integer-domain ``Clip`` between Q and DQ, so the b-bit saturation is kept
-and ONNX Runtime still fuses the convolution into ``QLinearConv``), and its weight as int8
-integers (stored as int8 initializers) with a per-output-channel scale, into which the
-following BatchNorm is folded (k * s * gamma / sd: the same integers k, another scale). FP layers stay float. The integers
-are exactly those of the fake-quantized model; what can differ is float rounding (x / s against
-x * (1 / s), folded BatchNorm, int32 accumulation), which moves a value lying within rounding of
-a grid cell's edge by one level: predictions agree on all but a small fraction of inputs
-(``agreement``). Metadata: the card, sigma, method, policy and the source file's SHA-256.
+A quantized layer becomes QDQ. Its input activation is ``QuantizeLinear -> DequantizeLinear`` on
+the layer's own grid (uint8 for unsigned grids, int8 for signed); a b-bit grid narrower than the
+type is clamped by an integer-domain ``Clip`` between Q and DQ, which keeps the b-bit saturation
+and lets ONNX Runtime fuse the convolution into ``QLinearConv``. Its weight is stored as int8
+integers with a per-output-channel scale, into which the following BatchNorm is folded
+(k * s * gamma / sd: the same integers k, another scale). FP layers stay float.
+
+The integers are those of the fake-quantized model. What differs: float rounding, and the int32
+bias that ONNX Runtime's integer convolution needs (step: input step x weight step; the exporter
+puts both on the finest int8 grid that holds the same values to make it small). A value within
+that difference of a grid cell's edge moves one level, so predictions on noisy inputs agree on
+~98-99% for a 4- or 8-bit ResNet-20 (docs/benchmarks.md, "Deployment"), not on all of them:
+certify the deployed file itself (``robustq certify model.onnx``, plain or IRS).
+Metadata: the card, sigma, method, policy and the source file's SHA-256.
 
 Unsupported (refused with a clear error): a grid with a non-integer zero point (DoReFa on signed
 activations), weights whose integers do not fit int8 (DoReFa 8-bit: odd levels -255..255).
