@@ -126,3 +126,23 @@ def test_certify_the_deployed_file_plain_and_incremental(setup, tmp_path):
     res = runner.invoke(app, ["certify", str(tmp_path / "q.onnx"), "--out", str(tmp_path / "p"),
                               *common])
     assert res.exit_code == 0, res.output
+
+
+def test_certify_engine_onnx_samples_the_deployed_export(setup, tmp_path):
+    root = setup[0]
+    _, path, _ = quantized(setup, "lsq", 4)
+    common = ["--data", str(root / "data"), "--n0", "10", "--n", "100", "--skip", "8",
+              "--batch", "100", "--chunk", "100"]
+    res = runner.invoke(app, ["certify", str(path), "--out", str(tmp_path / "c"), "--engine",
+                              "onnx", *common])
+    assert res.exit_code == 0, res.output
+    model = json.loads((tmp_path / "c" / "run.json").read_text())["model"]
+    assert model["engine"] == "onnxruntime" and (tmp_path / "c" / "deployed.onnx").is_file()
+    assert model["source"]["sha256"] == file_sha256(path)
+    res = runner.invoke(app, ["certify", str(path), "--out", str(tmp_path / "d"), "--engine",
+                              "tpu", *common])
+    assert res.exit_code == 2 and "--engine" in res.output and not (tmp_path / "d").exists()
+    _, bad, _ = quantized(setup, "dorefa", 4, first_input=4)      # not exportable
+    res = runner.invoke(app, ["certify", str(bad), "--out", str(tmp_path / "e"), "--engine",
+                              "onnx", *common])
+    assert res.exit_code == 2 and not (tmp_path / "e").exists(), res.output

@@ -3,11 +3,14 @@ optionally writing an IRS cache, or certifying incrementally against one."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
 from robustq.certify.run import (
     CertifyConfig,
@@ -23,6 +26,33 @@ from robustq.models.compile import fast_inference
 from robustq.quant.checkpoint import checkpoint_cost, load_model
 from robustq.quant.inference import freeze_quantized
 from robustq.utils.errors import RobustqError
+
+ENGINES = ("fast", "eager", "onnx")
+
+
+def sampled_model(model: nn.Module, meta: dict, checkpoint: Path, engine: str,
+                  cfg: CertifyConfig, ds, out: Path, incremental: bool) -> tuple[nn.Module, dict]:
+    """The classifier that is sampled, and how (recorded in run.json: a certificate is for the
+    classifier actually sampled). An ``.onnx`` file is always run as it is, in ONNX Runtime."""
+    if "deployed" in meta:
+        return model, {"engine": "onnxruntime", "deployed": meta["deployed"],
+                       "source": meta.get("source")}
+    if engine == "onnx":
+        from robustq.models.onnx_runtime import load_onnx
+        from robustq.quant.export import export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:       # --out only once the export worked
+            export_onnx(checkpoint, Path(tmp) / "deployed.onnx")
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.move(Path(tmp) / "deployed.onnx", out / "deployed.onnx")
+        deployed, dmeta = load_onnx(out / "deployed.onnx")
+        return deployed, {"engine": "onnxruntime", "deployed": dmeta["deployed"],
+                          "source": dmeta["source"]}
+    if engine == "eager":
+        return model, {"engine": "torch (eager)"}
+    samples = samples_to_go(cfg, ds, out, incremental)
+    return (fast_inference(freeze_quantized(model), (cfg.batch_size, *ds.image_shape), samples),
+            {"engine": "torch (frozen, traced/compiled)"})
 
 
 @friendly_errors
@@ -48,9 +78,11 @@ def certify_cmd(
     n_p: Annotated[int | None, typer.Option("--n-p", help="IRS samples per image")] = None,
     alpha_zeta: float = 0.001,
     gamma: float = 0.99,
-    jit: Annotated[bool, typer.Option("--jit/--no-jit", help="sample an inference-only "
-                                      "copy (quantizers frozen; traced, or compiled for long "
-                                      "runs): same classifier up to float rounding")] = True,
+    engine: Annotated[str, typer.Option(help="how the classifier is sampled: fast (frozen "
+                                        "copy, traced or compiled: the same classifier up to "
+                                        "float rounding), eager (as it is), onnx (exported to "
+                                        "OUT/deployed.onnx, run in ONNX Runtime: the deployed "
+                                        "classifier is certified)")] = "fast",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
@@ -65,9 +97,11 @@ def certify_cmd(
                         alpha_zeta=alpha_zeta, gamma=gamma)
     ds = load_dataset(data, split)
     check_model_fits(model, ds, checkpoint)
-    deployed = "deployed" in meta                  # an exported .onnx: sampled as it ships
-    if deployed and approx is not None:
-        raise RobustqError(f"--approx: {checkpoint} is a deployed model; certify it as it is")
+    if engine not in ENGINES:
+        raise RobustqError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if approx is not None and ("deployed" in meta or engine == "onnx"):
+        raise RobustqError("--approx certifies an approximation of a torch model; it does not "
+                           "combine with a deployed model or --engine onnx")
     if approx is not None:
         model = approximate(model, approx)
     chosen = {int(ds.labels[i]) for i in cfg.indices(len(ds))}
@@ -75,14 +109,10 @@ def certify_cmd(
         console.print(f"[yellow]note:[/] the {len(cfg.indices(len(ds)))} selected images cover "
                       f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
                       "larger --skip spreads them over the whole split")
-    if jit and not deployed:
-        samples = samples_to_go(cfg, ds, out, incremental is not None)
-        model = fast_inference(freeze_quantized(model), (batch, *ds.image_shape), samples)
+    model, how = sampled_model(model, meta, checkpoint, engine, cfg, ds, out,
+                               incremental is not None)
     info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
-            "engine": ("onnxruntime" if deployed else "torch (frozen, traced/compiled)" if jit
-                       else "torch (eager)"),
-            **({"deployed": meta["deployed"], "source": meta.get("source")} if deployed else {}),
-            **({"cost": cost} if cost is not None else {})}
+            **how, **({"cost": cost} if cost is not None else {})}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),
                TimeRemainingColumn())
