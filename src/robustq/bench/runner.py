@@ -34,7 +34,7 @@ from robustq.quant.checkpoint import load_model
 from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write_json, atomic_write_npy, check_writable_dir
+from robustq.utils.io import atomic_write_json, atomic_write_npy, check_writable
 from robustq.utils.provenance import provenance
 from robustq.utils.records import claim
 from robustq.utils.validate import check_int
@@ -192,7 +192,7 @@ class BenchRun:
             raise RobustqError("AutoAttack needs at least 4 classes; use --autoattack-images 0")
         self.profile = corruption_profile(self.ds.image_shape)
         # everything is validated: only now is the output directory touched
-        check_writable_dir(self.out)
+        check_writable(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
                                        "provenance": provenance(cfg.seed, cfg.to_json())},

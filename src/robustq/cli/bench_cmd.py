@@ -71,6 +71,11 @@ def bench_cmd(
                        eta=f"{eta / 60:.0f} min")
 
         run.run(progress)
+    print_results(out)
+
+
+def print_results(out: Path) -> None:
+    """The benchmark's table per model and RobustMQ's findings, from the stored units."""
     result = summarize_run(out)
     for r in result["models"]:
         parts = [f"clean {r['clean_accuracy']:.3f}"]

@@ -55,6 +55,36 @@ def sampled_model(model: nn.Module, meta: dict, checkpoint: Path, engine: str,
             {"engine": "torch (frozen, traced/compiled)"})
 
 
+def note_class_coverage(cfg: CertifyConfig, ds) -> None:
+    """Say so when the selected images miss classes (a class-sorted split, a small --max)."""
+    chosen = {int(ds.labels[i]) for i in cfg.indices(len(ds))}
+    if len(chosen) < ds.num_classes:
+        console.print(f"[yellow]note:[/] the {len(cfg.indices(len(ds)))} selected images cover "
+                      f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
+                      "larger --skip spreads them over the whole split")
+
+
+def certify_with_progress(model: nn.Module, ds, cfg: CertifyConfig, out: Path, cache: bool,
+                          incremental: Path | None, info: dict) -> dict:
+    """Plain or IRS certification with a bar showing the running ACR and accuracy."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("certify" if incremental is None else "IRS", total=None, acr=0.0,
+                            acc=0.0)
+
+        def progress(done, total, s):
+            bar.update(task, completed=done, total=total, acr=s["acr"],
+                       acc=s["smoothed_accuracy"])
+
+        if incremental is None:
+            return certify_dataset(model, ds, cfg, out, cache=cache, model_info=info,
+                                   progress=progress)
+        return irs_certify_dataset(model, ds, cfg, incremental, out, model_info=info,
+                                   progress=progress)
+
+
 @friendly_errors
 def certify_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="robustq .safetensors checkpoint (f)")],
@@ -104,32 +134,12 @@ def certify_cmd(
                            "combine with a deployed model or --engine onnx")
     if approx is not None:
         model = approximate(model, approx)
-    chosen = {int(ds.labels[i]) for i in cfg.indices(len(ds))}
-    if len(chosen) < ds.num_classes:
-        console.print(f"[yellow]note:[/] the {len(cfg.indices(len(ds)))} selected images cover "
-                      f"{len(chosen)} of {ds.num_classes} classes (data sorted by class?); a "
-                      "larger --skip spreads them over the whole split")
+    note_class_coverage(cfg, ds)
     model, how = sampled_model(model, meta, checkpoint, engine, cfg, ds, out,
                                incremental is not None)
     info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
             **how, **({"cost": cost} if cost is not None else {})}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("certify" if incremental is None else "IRS", total=None, acr=0.0,
-                            acc=0.0)
-
-        def progress(done, total, s):
-            bar.update(task, completed=done, total=total, acr=s["acr"],
-                       acc=s["smoothed_accuracy"])
-
-        if incremental is None:
-            summary = certify_dataset(model, ds, cfg, out, cache=cache, model_info=info,
-                                      progress=progress)
-        else:
-            summary = irs_certify_dataset(model, ds, cfg, incremental, out, model_info=info,
-                                          progress=progress)
+    summary = certify_with_progress(model, ds, cfg, out, cache, incremental, info)
     ca = ", ".join(f"{r}: {v:.3f}" for r, v in summary["certified_accuracy"].items())
     console.print(f"{summary['images']} images: smoothed accuracy "
                   f"{summary['smoothed_accuracy']:.3f}, ACR {summary['acr']:.3f}, certified "

@@ -60,6 +60,38 @@ class DemoConfig:
     seed: int = 0
 
 
+def search_configs(cfg: DemoConfig, ckpt: str) -> list[tuple[str, str, SearchConfig]]:
+    """(name, progress label, config) of the demo's two searches: ARQ and uniform 4/4."""
+    return [(name, label, SearchConfig(
+        checkpoint=ckpt, data="embedded", strategy=name, budget=cfg.budget,
+        episodes=cfg.episodes, warmup=cfg.warmup, finetune_images=cfg.finetune_images,
+        holdout_images=cfg.holdout_images, cert_images=cfg.search_cert_images, n0=cfg.n0,
+        n=cfg.search_n, n_p=min(cfg.n_p, cfg.search_n), seed=cfg.seed))
+        for name, label in (
+            ("arq", f"ARQ search, {cfg.episodes} episodes at {cfg.budget}% BitOPs"),
+            ("uniform", "uniform 4/4, fine-tuned and certified the same way"))]
+
+
+def certify_irs(names: list[str], ic: CertifyConfig, test, out: Path,
+                say: Callable[[str], None]) -> None:
+    """IRS-certify each search's best model against the FP model's cache."""
+    for name in names:
+        path = out / "search" / name / "best_model.safetensors"
+        q, qmeta = load_model(path)
+        r = irs_certify_dataset(q, test, ic, out / "certify" / "fp", out / "certify" / f"{name}_irs",
+                                model_info={"checkpoint": str(path),
+                                            "cost": checkpoint_cost(q, qmeta)})
+        say(f"      {name} (IRS, n_p = {ic.n_p}): ACR {r['acr']:.3f}")
+
+
+def bench_config(cfg: DemoConfig, ckpt: str) -> BenchConfig:
+    """The demo's small benchmark: FP, LSQ and min-max at 4 and 8 bits."""
+    return BenchConfig(checkpoint=ckpt, data="embedded", methods=("lsq", "minmax"), bits=(4, 8),
+                       images=cfg.bench_images, attack_images=cfg.attack_images,
+                       autoattack_images=cfg.autoattack_images, corruptions=cfg.corruptions,
+                       severities=(1, 3, 5), finetune_images=cfg.finetune_images, seed=cfg.seed)
+
+
 def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo's steps into ``out``; returns what ``demo.json`` records."""
     ckpt = str(embedded_dir() / EMBEDDED_MODEL)
@@ -90,15 +122,7 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
     say(f"      FP: smoothed accuracy {s['smoothed_accuracy']:.3f}, ACR {s['acr']:.3f}")
 
     searches = {}
-    for name, strategy, label in (
-            ("arq", "arq", f"ARQ search, {cfg.episodes} episodes at {cfg.budget}% BitOPs"),
-            ("uniform", "uniform", "uniform 4/4, fine-tuned and certified the same way")):
-        sc = SearchConfig(checkpoint=ckpt, data="embedded", strategy=strategy, budget=cfg.budget,
-                          episodes=cfg.episodes, warmup=cfg.warmup,
-                          finetune_images=cfg.finetune_images,
-                          holdout_images=cfg.holdout_images, cert_images=cfg.search_cert_images,
-                          n0=cfg.n0, n=cfg.search_n, n_p=min(cfg.n_p, cfg.search_n),
-                          seed=cfg.seed)
+    for name, label, sc in search_configs(cfg, ckpt):
 
         def go(sc: SearchConfig = sc, name: str = name) -> dict[str, Any]:
             search = Search(sc, out / "search" / name)
@@ -110,25 +134,12 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
         say(f"      {name}: {f['bitops_percent']:.3f}% BitOPs, smoothed accuracy "
             f"{f['smoothed_accuracy']:.3f}, ACR {f['acr']:.3f} (full certification)")
 
-    def irs() -> None:
-        ic = dataclasses.replace(cc, n_p=min(cfg.n_p, cfg.n))
-        for name in searches:
-            path = out / "search" / name / "best_model.safetensors"
-            q, qmeta = load_model(path)
-            r = irs_certify_dataset(q, test, ic, fp_dir, out / "certify" / f"{name}_irs",
-                                    model_info={"checkpoint": str(path),
-                                                "cost": checkpoint_cost(q, qmeta)})
-            say(f"      {name} (IRS, n_p = {ic.n_p}): ACR {r['acr']:.3f}")
-
-    step("certify_irs", "incremental certification (IRS) of both against the FP cache", irs)
+    ic = dataclasses.replace(cc, n_p=min(cfg.n_p, cfg.n))
+    step("certify_irs", "incremental certification (IRS) of both against the FP cache",
+         lambda: certify_irs(list(searches), ic, test, out, say))
 
     def bench() -> None:
-        bc = BenchConfig(checkpoint=ckpt, data="embedded", methods=("lsq", "minmax"),
-                         bits=(4, 8), images=cfg.bench_images, attack_images=cfg.attack_images,
-                         autoattack_images=cfg.autoattack_images, corruptions=cfg.corruptions,
-                         severities=(1, 3, 5), finetune_images=cfg.finetune_images,
-                         seed=cfg.seed)
-        BenchRun(bc, out / "bench").run()
+        BenchRun(bench_config(cfg, ckpt), out / "bench").run()
         summarize_run(out / "bench")
 
     step("bench", f"robustness benchmark: FP, LSQ and min-max at 4 and 8 bits, "

@@ -85,11 +85,8 @@ def quantize_cmd(
     if train_images is not None:
         train_ds = train_ds.spread(train_images)
     sigma = meta.get("sigma", 0.0) if sigma is None else sigma
-    c = card.in_channels
-    cfg = TrainConfig(arch=card.arch, epochs=max(epochs, 1), batch_size=batch_size, lr=lr,
-                      weight_decay=5e-4, schedule="cosine", sigma=sigma,
-                      crop_padding=4 if c == 3 else 2, flip=c == 3, seed=seed, eval_images=1000,
-                      distill=distill, distill_temperature=distill_temperature)
+    cfg = qat_config(card, max(epochs, 1), batch_size, lr, sigma, seed, distill,
+                     distill_temperature)
     if epochs < 0:
         raise RobustqError(f"--epochs must be >= 0, got {epochs}")
     console.print(f"quantizing {card.arch} with {method}, "
@@ -104,6 +101,16 @@ def quantize_cmd(
     console.print(f"test accuracy {acc['clean_accuracy']:.4f}"
                   + (f", under sigma={sigma} noise {acc['noisy_accuracy']:.4f}" if sigma else "")
                   + f"; checkpoint {out / 'model.safetensors'}")
+
+
+def qat_config(card: ModelCard, epochs: int, batch_size: int, lr: float, sigma: float, seed: int,
+               distill: float, distill_temperature: float) -> TrainConfig:
+    """quantize's fine-tuning: cosine schedule, crop (4 px RGB, 2 otherwise), flips for RGB."""
+    rgb = card.in_channels == 3
+    return TrainConfig(arch=card.arch, epochs=epochs, batch_size=batch_size, lr=lr,
+                       weight_decay=5e-4, schedule="cosine", sigma=sigma,
+                       crop_padding=4 if rgb else 2, flip=rgb, seed=seed, eval_images=1000,
+                       distill=distill, distill_temperature=distill_temperature)
 
 
 def card_shape(card: ModelCard) -> tuple[int, int, int]:

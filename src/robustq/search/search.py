@@ -49,7 +49,7 @@ from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
 from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable_dir
+from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable
 from robustq.utils.provenance import provenance
 from robustq.utils.records import claim, read_record
 from robustq.utils.validate import check_int, check_sigma
@@ -145,7 +145,7 @@ class Search:
                                DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
         # everything is validated: only now is the output directory touched
-        check_writable_dir(self.out)
+        check_writable(self.out)
         claim(self.out / "search.json", {"config": cfg.to_json(),
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
               what="search")

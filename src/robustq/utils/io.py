@@ -105,7 +105,3 @@ def check_writable(path: str | os.PathLike, is_file: bool = False, label: str = 
     if not os.access(target, os.W_OK | os.X_OK):
         raise RobustqError(f"{label}{path}: {target} is not writable (read-only or no "
                            "permission)")
-
-
-def check_writable_dir(path: str | os.PathLike) -> None:
-    check_writable(path, is_file=False)
