@@ -164,12 +164,13 @@ def pairwise_differences(runs: Sequence[tuple[str, str | Path]], confidence: flo
     return out
 
 
-def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[str, str]]
-            ) -> dict[str, Any]:
-    """Write ``summary.json``. Its wall time is this call's plus the recorded per-image time
-    of the ``earlier`` rows (certified by a killed call, or all of them when a finished run
-    is called again), so a resumed run reports the time of the whole run."""
-    summary = summarize_rows(read_tsv(out / TSV), cfg.radii)
+def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[str, str]],
+            rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Write ``summary.json`` from the run's ``rows`` (all of them, as written). Its wall time
+    is this call's plus the recorded per-image time of the ``earlier`` rows (certified by a
+    killed call, or all of them when a finished run is called again), so a resumed run reports
+    the time of the whole run."""
+    summary = summarize_rows(rows, cfg.radii)
     summary["wall_time_s"] = round(time.perf_counter() - started
                                    + sum(float(r["time"]) for r in earlier), 2)
     atomic_write_json(out / SUMMARY, summary)
@@ -213,7 +214,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
                             strict=True))
                    for k, (i, y, c) in enumerate(zip(idx, ys.tolist(), certs, strict=True))]
             _append_rows(tsv, COLUMNS, rows, new, len(indices), progress)
-    return _finish(out, cfg, started, earlier)
+    return _finish(out, cfg, started, earlier, rows)
 
 
 def _append_rows(tsv, columns: list[str], rows: list[dict[str, str]],
@@ -328,7 +329,7 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
         for k in range(len(rows), len(cached_rows)):
             new = [_irs_row(smooth, ds, cfg, cached_rows[k], cached_preds[k])]
             _append_rows(tsv, IRS_COLUMNS, rows, new, len(cached_rows), progress)
-    return _finish(out, cfg, started, earlier)
+    return _finish(out, cfg, started, earlier, rows)
 
 
 def _irs_row(smooth: Smooth, ds: ImageDataset, cfg: CertifyConfig, r: dict[str, str],
