@@ -33,10 +33,12 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def matmul_peak(repeats: int, n: int = 2048) -> float:
-    """Median fp32 GFLOP/s of an n x n x n matmul (2 n^3 FLOPs)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / median_time(lambda: a @ b, repeats) / 1e9
+def matmul_peak(repeats: int, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """Median GFLOP/s of an n x n x n matmul (2 n^3 FLOPs) in ``dtype`` (default fp32)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    # F.linear, not a @ b: torch 2.13's CPU bf16 ``mm`` takes a slow generic path (0.2 GFLOP/s
+    # here), ``linear`` goes to oneDNN's AVX512-BF16 kernels as bf16 convolutions do
+    return 2 * n**3 / median_time(lambda: torch.nn.functional.linear(a, b), repeats) / 1e9
 
 
 def main() -> None:

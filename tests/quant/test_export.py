@@ -119,7 +119,7 @@ def test_certify_the_deployed_file_plain_and_incremental(setup, tmp_path):
                               "--incremental", str(tmp_path / "cache"), "--n-p", "100", *common])
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "irs" / "run.json").read_text())
-    assert run["model"]["engine"] == "onnxruntime"
+    assert run["model"]["engine"] == "onnx" and run["model"]["runtime"] == "onnxruntime"
     assert run["model"]["deployed"]["path"].endswith("q.onnx")
     header = (tmp_path / "irs" / "certify.tsv").read_text().splitlines()[0].split("\t")
     assert "zeta" in header
@@ -137,7 +137,8 @@ def test_certify_engine_onnx_samples_the_deployed_export(setup, tmp_path):
                               "onnx", *common])
     assert res.exit_code == 0, res.output
     model = json.loads((tmp_path / "c" / "run.json").read_text())["model"]
-    assert model["engine"] == "onnxruntime" and (tmp_path / "c" / "deployed.onnx").is_file()
+    assert model["engine"] == "onnx" and model["classifier"] == "deployed"
+    assert (tmp_path / "c" / "deployed.onnx").is_file()
     assert model["source"]["sha256"] == file_sha256(path)
     res = runner.invoke(app, ["certify", str(path), "--out", str(tmp_path / "d"), "--engine",
                               "tpu", *common])
@@ -146,3 +147,57 @@ def test_certify_engine_onnx_samples_the_deployed_export(setup, tmp_path):
     res = runner.invoke(app, ["certify", str(bad), "--out", str(tmp_path / "e"), "--engine",
                               "onnx", *common])
     assert res.exit_code == 2 and not (tmp_path / "e").exists(), res.output
+
+
+def test_static_int8_export_of_an_fp_checkpoint(setup, tmp_path):
+    root, _, fp, noisy = setup
+    info = export_onnx(root / "fp.safetensors", tmp_path / "int8.onnx", int8_calibration=noisy)
+    assert info["int8"]["calibration_images"] == len(noisy)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    deployed, meta = load_model(tmp_path / "int8.onnx")
+    assert meta["int8"]["by"].startswith("onnxruntime")
+    assert agreement(fp, deployed, noisy) >= 0.75        # int8 rounding of a random network
+    _, qpath, _ = quantized(setup, "lsq", 4)
+    with pytest.raises(RobustqError, match="FP checkpoints"):
+        export_onnx(qpath, tmp_path / "q8.onnx", int8_calibration=noisy)
+    assert not (tmp_path / "q8.onnx").exists()
+
+
+@pytest.mark.parametrize("engine,classifier", [("torch", "checkpoint"), ("bf16", "bf16"),
+                                               ("onnx-int8", "deployed int8")])
+def test_certify_records_the_engine_and_the_classifier_it_certifies(setup, tmp_path, engine,
+                                                                    classifier):
+    root = setup[0]
+    res = runner.invoke(app, ["certify", str(root / "fp.safetensors"), "--out",
+                              str(tmp_path / "c"), "--engine", engine, "--data",
+                              str(root / "data"), "--n0", "10", "--n", "100", "--skip", "8",
+                              "--batch", "100"])
+    assert res.exit_code == 0, res.output
+    model = json.loads((tmp_path / "c" / "run.json").read_text())["model"]
+    assert model["engine"] == engine and model["classifier"] == classifier
+    assert (tmp_path / "c" / "deployed.onnx").is_file() == engine.startswith("onnx")
+
+
+def test_onnx_int8_engine_refuses_a_quantized_checkpoint(setup, tmp_path):
+    root = setup[0]
+    _, path, _ = quantized(setup, "lsq", 4)
+    res = runner.invoke(app, ["certify", str(path), "--out", str(tmp_path / "c"), "--engine",
+                              "onnx-int8", "--data", str(root / "data")])
+    assert res.exit_code == 2 and "onnx-int8" in res.output and not (tmp_path / "c").exists()
+
+
+def test_export_int8_command(setup, tmp_path):
+    root = setup[0]
+    res = runner.invoke(app, ["export", str(root / "fp.safetensors"), "--out",
+                              str(tmp_path / "m.onnx"), "--int8", "--data", str(root / "data"),
+                              "--check", "16"])
+    assert res.exit_code == 0, res.output
+    assert "predicts as the checkpoint" in res.output
+    assert load_model(tmp_path / "m.onnx")[1]["int8"]["calibration_images"] == 64
+    _, path, _ = quantized(setup, "lsq", 4)
+    res = runner.invoke(app, ["export", str(path), "--out", str(tmp_path / "q.onnx"), "--int8",
+                              "--data", str(root / "data")])
+    assert res.exit_code == 2 and "--int8" in res.output and not (tmp_path / "q.onnx").exists()

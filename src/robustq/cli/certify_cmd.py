@@ -3,8 +3,6 @@ optionally writing an IRS cache, or certifying incrementally against one."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -22,37 +20,33 @@ from robustq.cli.common import check_model_fits, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
-from robustq.models.compile import fast_inference
 from robustq.quant.checkpoint import checkpoint_cost, load_model
-from robustq.quant.inference import freeze_quantized
+from robustq.quant.engines import (
+    CALIBRATION_IMAGES,
+    ENGINES,
+    build_engine,
+    calibration_images,
+    check_engine,
+)
 from robustq.utils.errors import RobustqError
-
-ENGINES = ("fast", "eager", "onnx")
 
 
 def sampled_model(model: nn.Module, meta: dict, checkpoint: Path, engine: str,
-                  cfg: CertifyConfig, ds, out: Path, incremental: bool) -> tuple[nn.Module, dict]:
+                  cfg: CertifyConfig, ds, data: str, out: Path, incremental: bool
+                  ) -> tuple[nn.Module, dict]:
     """The classifier that is sampled, and how (recorded in run.json: a certificate is for the
     classifier actually sampled). An ``.onnx`` file is always run as it is, in ONNX Runtime."""
     if "deployed" in meta:
-        return model, {"engine": "onnxruntime", "deployed": meta["deployed"],
-                       "source": meta.get("source")}
-    if engine == "onnx":
-        from robustq.models.onnx_runtime import load_onnx
-        from robustq.quant.export import export_onnx
+        return model, {"engine": "onnx", "classifier": "deployed", "runtime": "onnxruntime",
+                       "deployed": meta["deployed"], "source": meta.get("source")}
 
-        with tempfile.TemporaryDirectory() as tmp:       # --out only once the export worked
-            export_onnx(checkpoint, Path(tmp) / "deployed.onnx")
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.move(Path(tmp) / "deployed.onnx", out / "deployed.onnx")
-        deployed, dmeta = load_onnx(out / "deployed.onnx")
-        return deployed, {"engine": "onnxruntime", "deployed": dmeta["deployed"],
-                          "source": dmeta["source"]}
-    if engine == "eager":
-        return model, {"engine": "torch (eager)"}
+    def calibration():
+        images = load_dataset(data, "train").spread(CALIBRATION_IMAGES).tensors()[0]
+        return calibration_images(images, cfg.sigma)
+
     samples = samples_to_go(cfg, ds, out, incremental)
-    return (fast_inference(freeze_quantized(model), (cfg.batch_size, *ds.image_shape), samples),
-            {"engine": "torch (frozen, traced/compiled)"})
+    return build_engine(engine, model, checkpoint, (cfg.batch_size, *ds.image_shape), samples,
+                        out, calibration)
 
 
 def note_class_coverage(cfg: CertifyConfig, ds) -> None:
@@ -108,11 +102,8 @@ def certify_cmd(
     n_p: Annotated[int | None, typer.Option("--n-p", help="IRS samples per image")] = None,
     alpha_zeta: float = 0.001,
     gamma: float = 0.99,
-    engine: Annotated[str, typer.Option(help="how the classifier is sampled: fast (frozen "
-                                        "copy, traced or compiled: the same classifier up to "
-                                        "float rounding), eager (as it is), onnx (exported to "
-                                        "OUT/deployed.onnx, run in ONNX Runtime: the deployed "
-                                        "classifier is certified)")] = "fast",
+    engine: Annotated[str, typer.Option(help="how the classifier is sampled: " + "; ".join(
+        f"{e.name}: {e.help}" for e in ENGINES.values()))] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
@@ -127,15 +118,14 @@ def certify_cmd(
                         alpha_zeta=alpha_zeta, gamma=gamma)
     ds = load_dataset(data, split)
     check_model_fits(model, ds, checkpoint)
-    if engine not in ENGINES:
-        raise RobustqError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if approx is not None and ("deployed" in meta or engine == "onnx"):
+    check_engine(engine, bool(meta.get("quant")))
+    if approx is not None and ("deployed" in meta or engine.startswith("onnx")):
         raise RobustqError("--approx certifies an approximation of a torch model; it does not "
-                           "combine with a deployed model or --engine onnx")
+                           "combine with a deployed model or an onnx engine")
     if approx is not None:
         model = approximate(model, approx)
     note_class_coverage(cfg, ds)
-    model, how = sampled_model(model, meta, checkpoint, engine, cfg, ds, out,
+    model, how = sampled_model(model, meta, checkpoint, engine, cfg, ds, data, out,
                                incremental is not None)
     info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
             **how, **({"cost": cost} if cost is not None else {})}
