@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -172,3 +173,19 @@ def test_compare_runs_pairs_images_and_refuses_different_ones(tmp_path, tiny_rgb
                     tmp_path / "c")
     with pytest.raises(RobustqError, match="different images"):
         compare_runs(tmp_path / "a", tmp_path / "c")
+
+
+def test_resume_needs_the_same_classifier_not_the_same_engine(tmp_path, tiny_rgb_dataset):
+    cfg = CertifyConfig(**{**CFG, "max_images": 2})
+    legacy = {"checkpoint": "/m.safetensors", "engine": "torch (frozen, traced/compiled)"}
+    certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path, model_info=legacy)
+    now = {"checkpoint": "/m.safetensors", "engine": "compile", "classifier": "checkpoint"}
+    more = dataclasses.replace(cfg, max_images=3)       # a longer image list is another config
+    again = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path, model_info=now)
+    assert again["images"] == 2
+    for other in ({**now, "engine": "bf16", "classifier": "bf16"},
+                  {**now, "checkpoint": "/other.safetensors"}):
+        with pytest.raises(RobustqError, match="another model"):
+            certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path, model_info=other)
+    with pytest.raises(RobustqError, match="other settings"):
+        certify_dataset(model2(), tiny_rgb_dataset, more, tmp_path, model_info=now)

@@ -68,6 +68,27 @@ def test_existing_run_needs_resume_and_same_config(tmp_path, tiny_rgb_dataset):
               TrainConfig(**{**CFG, "epochs": 2, "lr": 0.01}), tmp_path, resume=True)
 
 
+def test_a_state_written_before_newer_options_existed_resumes(tmp_path, tiny_rgb_dataset):
+    from robustq.models.checkpoint import load_tensors, save_tensors
+    from robustq.models.train import STATE_FILE
+
+    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**{**CFG, "epochs": 2})
+    with pytest.raises(KeyboardInterrupt):
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
+              reporter=Kill(at=1))
+    tensors, meta = load_tensors(tmp_path / STATE_FILE)
+    for newer in ("distill", "distill_temperature"):    # options added after the state was written
+        del meta["config"][newer]
+    save_tensors(tmp_path / STATE_FILE, tensors, meta)
+    done = train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
+                 resume=True)
+    assert done["epochs"] == 2
+    with pytest.raises(RobustqError, match="another configuration"):   # set otherwise: refused
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset,
+              TrainConfig(**{**CFG, "epochs": 2, "distill": 0.5}), tmp_path, resume=True,
+              teacher=card.build())
+
+
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(sigma=-0.1), dict(schedule="linear"),
                                  dict(batch_size=0), dict(lr=0)])
 def test_config_validation(bad):

@@ -83,13 +83,31 @@ def write_tsv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> Non
     atomic_write_text(path, buf.getvalue())
 
 
+# engine names written before engines named the classifier they certify (robustq <= a5473f6)
+LEGACY_ENGINES = {"torch (eager)": "checkpoint", "torch (frozen, traced/compiled)": "checkpoint",
+                  "onnxruntime": "deployed"}
+
+
+def sampled_classifier(model: Any) -> Any:
+    """What a resumed certification must sample as before: the model record without the
+    engine that ran it (``torch`` and ``compile`` compute the same classifier, up to float
+    rounding), the classifier named for records of older versions. run.json keeps the first
+    engine's record."""
+    if not isinstance(model, dict):
+        return model
+    ident = {k: v for k, v in model.items() if k not in ("engine", "runtime")}
+    if "classifier" not in ident and model.get("engine") in LEGACY_ENGINES:
+        ident["classifier"] = LEGACY_ENGINES[model["engine"]]
+    return ident
+
+
 def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
             cache: bool, num_classes: int | None) -> list[dict[str, str]]:
     """Create or validate ``out`` for a (resumed) run; return the rows already done. A resume
     keeps the rows that have a complete line (and cache row), rewritten atomically."""
     out.mkdir(parents=True, exist_ok=True)
     resumed = claim(out / RUN, run_meta, ("config", "data", "model", "cache_source"),
-                    what="certification run")
+                    what="certification run", identity={"model": sampled_classifier})
     rows = read_tsv(out / TSV, num_classes) if resumed else []
     if cache:
         have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0

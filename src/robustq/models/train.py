@@ -208,13 +208,23 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
                            lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
+def same_config(recorded: Any, cfg: TrainConfig) -> bool:
+    """Whether a state file's recorded configuration is ``cfg``. Options added to TrainConfig
+    after the state was written take their defaults (a run started by an older robustq
+    resumes unless the new option is set otherwise)."""
+    try:
+        return TrainConfig.from_json(recorded) == cfg
+    except (RobustqError, TypeError, AttributeError):
+        return False
+
+
 def _restore(out: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
              resume: bool) -> tuple[list[dict[str, Any]], int, float]:
     """(history, first epoch to run, seconds so far) of a resumed run, or of a new one."""
     state_path = out / STATE_FILE
     if resume and state_path.is_file():
         meta = _load_state(state_path, model, opt)
-        if meta.get("config") != cfg.to_json():
+        if not same_config(meta.get("config"), cfg):
             raise RobustqError(f"{state_path}: was written with another configuration; "
                                "resume with the same options or use a new output directory")
         history = meta["history"]

@@ -8,6 +8,7 @@ into the same directory is then never refused because a bad first attempt left i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,17 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def claim(path: str | Path, record: dict[str, Any], compare: tuple[str, ...] = ("config",),
-          what: str = "run") -> bool:
+          what: str = "run", identity: dict[str, Callable[[Any], Any]] | None = None) -> bool:
     """Write ``record`` to ``path`` for a new run, or check that the run already there has the
     same ``compare`` entries (a resume). Returns True on a resume. Refuses another run's
-    directory, naming what differs."""
+    directory, naming what differs. ``identity[key]``, where given, maps an entry (old or new)
+    to what must be equal for a resume (e.g. a record written by an older robustq)."""
     path = Path(path)
     if path.is_file():
         old = read_record(path, compare)
         for key in compare:
-            if old[key] != record.get(key):
+            same = (identity or {}).get(key, lambda v: v)
+            if same(old[key]) != same(record.get(key)):
                 detail = (f" ({', '.join(differing_keys(old[key], record[key]))})"
                           if isinstance(old[key], dict) and isinstance(record.get(key), dict)
                           else "")
