@@ -201,3 +201,22 @@ def test_export_int8_command(setup, tmp_path):
     res = runner.invoke(app, ["export", str(path), "--out", str(tmp_path / "q.onnx"), "--int8",
                               "--data", str(root / "data")])
     assert res.exit_code == 2 and "--int8" in res.output and not (tmp_path / "q.onnx").exists()
+
+
+def test_one_loader_for_fp_quantized_and_deployed_models(setup, tmp_path):
+    import robustq
+    from robustq.models import load_checkpoint
+
+    root, card, fp, noisy = setup
+    _, qpath, policy = quantized(setup, "lsq", 4)
+    export_onnx(qpath, tmp_path / "q.onnx")
+    fp_l, q_l, d_l = (robustq.load(p) for p in (root / "fp.safetensors", qpath,
+                                                tmp_path / "q.onnx"))
+    assert (fp_l.method, fp_l.policy, fp_l.deployed) == (None, None, False)
+    assert q_l.method == "lsq" and q_l.policy == policy and not q_l.deployed
+    assert d_l.deployed and d_l.method == "lsq" and d_l.sigma == 0.25
+    assert q_l.input_shape == (3, 32, 32) and q_l.card == card
+    assert q_l.path.is_absolute() and q_l.sha256 == file_sha256(qpath)
+    assert agreement(q_l.model, d_l.model, noisy) > 0.9
+    with pytest.raises(RobustqError, match="robustq.load"):
+        load_checkpoint(qpath)

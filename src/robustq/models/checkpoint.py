@@ -134,8 +134,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard,
 
 
 def load_checkpoint(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
-    """Rebuild the model saved at ``path`` (eval mode) and return it with its metadata."""
+    """Rebuild the FP model saved at ``path`` (eval mode) and return it with its metadata.
+    ``robustq.load`` reads quantized checkpoints and exported ONNX files too."""
     tensors, meta = load_tensors(path)
+    if "quant" in meta:
+        raise RobustqError(f"{path}: a quantized checkpoint; load it with robustq.load(path) "
+                           "(or robustq.quant.checkpoint.load_model)")
     model = build_from_card(path, card_from_meta(path, meta))
     if "history" in meta and any(k.startswith("model.") for k in tensors):
         # a training state (weights + optimizer): its weights are the model's so far

@@ -1,6 +1,7 @@
 """Quantization: mixed-precision fake quantization (minmax, DoReFa, PACT, LSQ), policies,
 BitOPs/size cost model, quantized checkpoints."""
 
+from robustq.quant.checkpoint import LoadedModel, load
 from robustq.quant.cost import ModelCost, model_cost
 from robustq.quant.layers import QuantConv2d, QuantLinear, quantizable_layers
 from robustq.quant.policy import FP, LayerBits, Policy, uniform_policy
@@ -10,6 +11,7 @@ from robustq.quant.quantizers import get_quantizers, list_methods
 __all__ = [
     "FP",
     "LayerBits",
+    "LoadedModel",
     "ModelCost",
     "Policy",
     "QuantConv2d",
@@ -18,6 +20,7 @@ __all__ = [
     "get_policy",
     "get_quantizers",
     "list_methods",
+    "load",
     "model_cost",
     "quantizable_layers",
     "quantize",

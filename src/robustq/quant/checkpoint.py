@@ -1,8 +1,10 @@
 """Quantized checkpoints: weights, learned quantizer parameters, the policy and the method, in
-one safetensors file; ``load_model`` reads FP and quantized checkpoints alike."""
+one safetensors file; ``load_model`` reads FP and quantized checkpoints alike, and ``load`` says
+what it read (``LoadedModel``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from robustq.quant.cost import model_cost
 from robustq.quant.policy import FP, Policy, uniform_policy
 from robustq.quant.quantize import get_policy, quantize
 from robustq.utils.errors import RobustqError
+from robustq.utils.io import file_sha256
 
 
 def save_quantized(path: str | Path, qmodel: nn.Module, card: ModelCard,
@@ -53,6 +56,42 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise RobustqError(f"{path}: quantized weights do not fit {card.arch}: {len(missing)} "
                            f"missing, {len(unexpected)} unexpected")
     return qmodel.eval(), meta
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded classifier and what it is: ``model`` maps [0, 1] images (N, C, H, W) to logits,
+    in eval mode; ``sigma`` is the training noise (pixel units in [0, 1]) or None; ``method``
+    and ``policy`` are None for an FP model; ``deployed`` for an exported ONNX file; ``path``
+    is resolved and ``sha256`` is the file's content hash; ``meta`` holds everything stored."""
+
+    model: nn.Module
+    card: ModelCard
+    sigma: float | None
+    method: str | None
+    policy: Policy | None
+    deployed: bool
+    path: Path
+    sha256: str
+    meta: dict[str, Any]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.card.in_channels, *self.card.input_size)
+
+
+def load(path: str | Path) -> LoadedModel:
+    """Load any robustq model file: an FP or quantized ``.safetensors`` checkpoint, or an
+    exported ``.onnx`` file (run in ONNX Runtime). Refuses damaged files with one clear line."""
+    model, meta = load_model(path)
+    quant = meta.get("quant") or {}
+    sigma = meta.get("sigma")
+    return LoadedModel(model=model, card=ModelCard.from_json(meta["card"]),
+                       sigma=None if sigma is None else float(sigma),
+                       method=quant.get("method"),
+                       policy=Policy.from_json(quant["policy"]) if quant else None,
+                       deployed="deployed" in meta, path=Path(path).resolve(),
+                       sha256=file_sha256(path), meta=meta)
 
 
 def checkpoint_cost(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
