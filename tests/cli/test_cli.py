@@ -78,3 +78,20 @@ def test_amplification_of_fp_and_quantized(tmp_path):
     for m in amp["models"].values():
         assert list(m["layers"]) == ["conv1", "conv2", "conv3", "fc1", "fc2"]
         assert all(v > 0 for v in m["layers"].values())
+
+
+def test_top_level_help_is_answered_without_importing_the_commands():
+    import subprocess
+    import sys
+
+    from robustq.cli import main as entry
+
+    code = ("import sys; sys.argv = ['robustq', '--help']; from robustq.cli.main import main; "
+            "main(); print('torch' in sys.modules, 'robustq.cli.app' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "Commands:" in out and out.strip().endswith("False False")
+    # the table says what the commands' own docstrings say, in the same order
+    real = {c.name: (c.callback.__doc__ or "").strip().splitlines()[0]
+            for c in entry.app.registered_commands}
+    assert list(real.items()) == list(entry.OVERVIEW.items())

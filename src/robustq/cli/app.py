@@ -9,6 +9,7 @@ from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
 from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.export_cmd import export_cmd
+from robustq.cli.main import ABOUT
 from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
 from robustq.cli.report_cmd import report_cmd
 from robustq.cli.search_cmd import compare_cmd, search_cmd
@@ -16,7 +17,7 @@ from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="robustq: make neural networks small and provably robust.")
+                  help=ABOUT)
 COMMANDS = {"train": train_cmd, "evaluate": evaluate_cmd, "demo": demo_cmd,
             "certify": certify_cmd, "quantize": quantize_cmd, "cost": cost_cmd,
             "bench": bench_cmd, "search": search_cmd, "compare": compare_cmd,
