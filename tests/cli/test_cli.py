@@ -95,3 +95,14 @@ def test_top_level_help_is_answered_without_importing_the_commands():
     real = {c.name: (c.callback.__doc__ or "").strip().splitlines()[0]
             for c in entry.app.registered_commands}
     assert list(real.items()) == list(entry.OVERVIEW.items())
+
+
+def test_every_option_of_every_command_has_help_text():
+    import typer.main
+
+    from robustq.cli.main import app
+
+    group = typer.main.get_command(app)
+    bare = [(name, p.name) for name, cmd in group.commands.items() for p in cmd.params
+            if not getattr(p, "help", None)]
+    assert bare == []

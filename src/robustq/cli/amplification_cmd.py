@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from robustq.bench.attacks import get_attack
-from robustq.cli.common import NOTHING, console, friendly_errors
+from robustq.cli.common import NOTHING, SeedOpt, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.quant.checkpoint import load_model
@@ -29,10 +29,10 @@ def amplification_cmd(
     out: Annotated[Path, typer.Option(help="output JSON file")],
     data: DataOpt = "embedded",
     attack: Annotated[str, typer.Option(help="fgsm | pgd")] = "pgd",
-    norm: str = "linf",
+    norm: Annotated[str, typer.Option(help="linf | l2")] = "linf",
     eps: Annotated[str, typer.Option(help="budget, e.g. 8/255")] = "8/255",
     images: Annotated[int, typer.Option(help="test images (evenly spaced)")] = 500,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Per-layer error amplification of adversarial perturbations (Lin et al. 2019)."""

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import SeedOpt, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.utils.validate import parse_int, parse_names, parse_numbers
 
@@ -39,9 +39,9 @@ def bench_cmd(
     models_dir: Annotated[Path | None, typer.Option(help="quantized models <dir>/<method>_w<b>a<b>"
                                                     "/model.safetensors; missing ones are "
                                                     "fine-tuned there")] = None,
-    finetune_epochs: int = 1,
-    finetune_images: int = 10_000,
-    seed: int = 0,
+    finetune_epochs: Annotated[int, typer.Option(help="QAT epochs per quantized model")] = 1,
+    finetune_images: Annotated[int, typer.Option(help="training images per QAT epoch")] = 10_000,
+    seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Benchmark adversarial, natural and systematic robustness of quantized models."""

@@ -16,7 +16,7 @@ from robustq.certify.run import (
     irs_certify_dataset,
     samples_to_go,
 )
-from robustq.cli.common import check_model_fits, console, friendly_errors
+from robustq.cli.common import SeedOpt, check_model_fits, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
@@ -84,24 +84,25 @@ def certify_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="robustq .safetensors checkpoint (f)")],
     out: Annotated[Path, typer.Option(help="output directory (per-image TSV, summary JSON)")],
     data: DataOpt = "embedded",
-    split: str = "test",
+    split: Annotated[str, typer.Option(help="train | test")] = "test",
     sigma: Annotated[float | None, typer.Option(help="noise std (default: checkpoint's)")] = None,
-    n0: int = 100,
-    n: int = 10_000,
-    alpha: float = 0.001,
+    n0: Annotated[int, typer.Option(help="samples that select the top class")] = 100,
+    n: Annotated[int, typer.Option(help="samples that bound its probability (radius)")] = 10_000,
+    alpha: Annotated[float, typer.Option(help="failure probability of each certificate")] = 0.001,
     batch: Annotated[int, typer.Option(help="noisy samples per forward pass")] = 400,
     chunk: Annotated[int, typer.Option(help="samples per recorded noise seed")] = 100,
     skip: Annotated[int, typer.Option(help="certify every SKIP-th image")] = 20,
     max_images: Annotated[int | None, typer.Option("--max", help="at most this many")] = 500,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     cache: Annotated[bool, typer.Option(help="also write the IRS cache")] = False,
     incremental: Annotated[Path | None, typer.Option(help="IRS: certify against this cache "
                                                      "(a run made with --cache)")] = None,
     approx: Annotated[str | None, typer.Option(help="certify f_p = bf16 | prune:FRAC of the "
                                                "checkpoint instead of f")] = None,
     n_p: Annotated[int | None, typer.Option("--n-p", help="IRS samples per image")] = None,
-    alpha_zeta: float = 0.001,
-    gamma: float = 0.99,
+    alpha_zeta: Annotated[float, typer.Option(help="IRS: failure probability of the "
+                                              "disagreement bound zeta")] = 0.001,
+    gamma: Annotated[float, typer.Option(help="IRS: reuse the cache where its pA exceeds gamma")] = 0.99,
     engine: Annotated[str, typer.Option(help="how the classifier is sampled: " + "; ".join(
         f"{e.name}: {e.help}" for e in ENGINES.values()))] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,

@@ -14,6 +14,7 @@ import functools
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +27,9 @@ console = Console(stderr=True, soft_wrap=True)
 RERUN = "rerun the same command (same --out) to continue: finished work is kept"
 RESUME = "rerun the same command with --resume to continue from the last finished epoch"
 NOTHING = "nothing was written"
+
+SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "
+                                      "recorded in the run")]
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -25,7 +25,7 @@ import typer
 from robustq.bench.runner import BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
 from robustq.certify.run import CertifyConfig, certify_dataset, irs_certify_dataset
-from robustq.cli.common import console, friendly_errors
+from robustq.cli.common import SeedOpt, console, friendly_errors
 from robustq.data import load_dataset
 from robustq.data.embedded import embedded_dir
 from robustq.quant.checkpoint import checkpoint_cost, load_model
@@ -161,8 +161,9 @@ def demo_cmd(
     test_images: Annotated[int, typer.Option(help="test images certified")]
     = DemoConfig.test_images,
     n: Annotated[int, typer.Option(help="noise samples per test image")] = DemoConfig.n,
-    bench_images: int = DemoConfig.bench_images,
-    seed: int = 0,
+    bench_images: Annotated[int, typer.Option(help="test images per robustness-benchmark "
+                                              "unit")] = DemoConfig.bench_images,
+    seed: SeedOpt = 0,
 ) -> None:
     """Search, certify, benchmark and report on the embedded MNIST default (a few minutes)."""
     cfg = DemoConfig(episodes=episodes, warmup=min(DemoConfig.warmup, episodes // 2),

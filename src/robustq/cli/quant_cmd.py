@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustq.cli.common import NOTHING, RESUME, console, friendly_errors
+from robustq.cli.common import NOTHING, RESUME, SeedOpt, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
@@ -51,21 +51,21 @@ def quantize_cmd(
     first_last: FirstLastOpt = None,
     method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
     epochs: Annotated[int, typer.Option(help="fine-tuning epochs (0: post-training only)")] = 1,
-    lr: float = 0.01,
-    batch_size: int = 128,
+    lr: Annotated[float, typer.Option(help="peak learning rate (cosine schedule)")] = 0.01,
+    batch_size: Annotated[int, typer.Option(help="training images per step")] = 128,
     train_images: Annotated[int | None, typer.Option(help="fine-tune on N evenly spaced "
                                                      "training images")] = None,
     sigma: Annotated[float | None, typer.Option(help="noise std (default: checkpoint's)")] = None,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization beta (0 = off)")] = 0.0,
     act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) for "
                                                     "every activation (DQ: 6)")] = None,
-    pact_lambda: float = 1e-4,
+    pact_lambda: Annotated[float, typer.Option(help="PACT: L2 weight on the clipping levels")] = 1e-4,
     distill: Annotated[float, typer.Option(help="weight w of distillation from the FP model on "
                                            "the same noisy input: (1-w) CE + w KD (0 = off)")]
     = 0.0,
     distill_temperature: Annotated[float, typer.Option(help="distillation temperature")] = 1.0,
-    seed: int = 0,
-    resume: bool = False,
+    seed: SeedOpt = 0,
+    resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Quantize an FP checkpoint with a policy and fine-tune it with noise augmentation."""

@@ -16,7 +16,7 @@ def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="run directories (certify, search, compare, "
                                                "bench, DQ, demo); searched recursively")],
     out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
-    title: str = "robustq report",
+    title: Annotated[str, typer.Option(help="the page title")] = "robustq report",
 ) -> None:
     """Write an HTML report (plots embedded, viewable offline) of the results under RUNS."""
     result = build_report(runs, out, title)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from robustq.certify.run import pairwise_differences
-from robustq.cli.common import console, fail, friendly_errors
+from robustq.cli.common import SeedOpt, console, fail, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.policy import Policy
@@ -40,19 +40,20 @@ def search_cmd(
     = "arq",
     budget: Annotated[float, typer.Option(help="BitOPs budget, % of FP32 (4/4 = 1.5625)")]
     = 1.5625,
-    episodes: int = 40,
+    episodes: Annotated[int, typer.Option(help="policies evaluated (the first --warmup are random)")] = 40,
     warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes")] = 20,
-    method: str = "lsq",
+    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
     sigma: Annotated[float | None, typer.Option(help="default: the checkpoint's")] = None,
-    finetune_images: int = 2000,
+    finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
+                                                 "fine-tuned on")] = 2000,
     holdout_images: Annotated[int, typer.Option(help="held-out training images (reward)")] = 500,
     cert_images: Annotated[int, typer.Option(help="held-out images certified (ARQ)")] = 50,
     n: Annotated[int, typer.Option(help="samples per image for the FP cache")] = 2000,
     n_p: Annotated[int, typer.Option("--n-p", help="IRS samples per image per episode")] = 200,
-    uniform_bits: int = 4,
+    uniform_bits: Annotated[int, typer.Option(help="bits of the uniform strategy")] = 4,
     test_images: Annotated[int, typer.Option(help="final test images (0: skip)")] = 500,
     test_n: Annotated[int, typer.Option(help="final samples per image")] = 10_000,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
@@ -149,12 +150,13 @@ def compare_cmd(
         help="policy JSON/YAML files (quantized and fine-tuned identically) or quantized "
              "checkpoints")] = None,
     data: DataOpt = "embedded",
-    method: str = "lsq",
-    finetune_images: int = 2000,
-    holdout_images: int = 500,
-    test_images: int = 500,
-    test_n: int = 10_000,
-    seed: int = 0,
+    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
+    finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
+                                                 "fine-tuned on")] = 2000,
+    holdout_images: Annotated[int, typer.Option(help="held-out training images (accuracy)")] = 500,
+    test_images: Annotated[int, typer.Option(help="test images certified")] = 500,
+    test_n: Annotated[int, typer.Option(help="samples per test image")] = 10_000,
+    seed: SeedOpt = 0,
     fp_run: Annotated[Path | None, typer.Option(help="a finished `robustq certify` run of the "
                                                 "FP checkpoint with the same images and "
                                                 "settings: its certificates are the FP32 row")]

@@ -9,7 +9,7 @@ from typing import Annotated
 import torch
 import typer
 
-from robustq.cli.common import NOTHING, RESUME, check_model_fits, console, friendly_errors
+from robustq.cli.common import NOTHING, RESUME, SeedOpt, check_model_fits, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
 from robustq.models import ModelCard
@@ -59,18 +59,18 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory (checkpoints, log)")],
     data: DataOpt = "embedded",
     arch: Annotated[str, typer.Option(help="model name (see `robustq models`)")] = "small_cnn",
-    epochs: int = 15,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
+    epochs: Annotated[int, typer.Option(help="passes over the training split")] = 15,
+    batch_size: Annotated[int, typer.Option(help="training images per step")] = 128,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.1,
+    momentum: Annotated[float, typer.Option(help="SGD (Nesterov) momentum")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="L2 on conv/linear weights")] = 5e-4,
     schedule: Annotated[str, typer.Option(help="cosine | step | onecycle")] = "onecycle",
     sigma: Annotated[float, typer.Option(help="Gaussian noise std, [0,1] pixel units")] = 0.25,
     crop_padding: Annotated[int | None, typer.Option(help="random-crop padding "
                                                      "(default: 4 for 32px RGB, 2 else)")] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="horizontal flips "
                                               "(default: on for RGB)")] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     eval_images: Annotated[int, typer.Option(help="test images evaluated per epoch")] = 2000,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization Lipschitz "
                                            "regularizer beta (0 = off)")] = 0.0,
@@ -117,10 +117,10 @@ def train_cmd(
 def evaluate_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="a robustq .safetensors checkpoint")],
     data: DataOpt = "embedded",
-    split: str = "test",
+    split: Annotated[str, typer.Option(help="train | test")] = "test",
     sigma: Annotated[float | None, typer.Option(help="noise std (default: the checkpoint's)")] = None,
-    seed: int = 0,
-    batch_size: int = 500,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 500,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
