@@ -26,6 +26,7 @@ from robustq.bench.runner import BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
 from robustq.certify.run import CertifyConfig, certify_dataset, irs_certify_dataset
 from robustq.cli.common import SeedOpt, console, friendly_errors
+from robustq.cli.train_cmd import set_threads
 from robustq.data import load_dataset
 from robustq.data.embedded import embedded_dir
 from robustq.quant.checkpoint import checkpoint_cost, load_model
@@ -164,8 +165,10 @@ def demo_cmd(
     bench_images: Annotated[int, typer.Option(help="test images per robustness-benchmark "
                                               "unit")] = DemoConfig.bench_images,
     seed: SeedOpt = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Search, certify, benchmark and report on the embedded MNIST default (a few minutes)."""
+    set_threads(threads)
     cfg = DemoConfig(episodes=episodes, warmup=min(DemoConfig.warmup, episodes // 2),
                      test_images=test_images, n=n, bench_images=bench_images,
                      attack_images=min(DemoConfig.attack_images, bench_images),
