@@ -189,3 +189,26 @@ def test_resume_needs_the_same_classifier_not_the_same_engine(tmp_path, tiny_rgb
             certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path, model_info=other)
     with pytest.raises(RobustqError, match="other settings"):
         certify_dataset(model2(), tiny_rgb_dataset, more, tmp_path, model_info=now)
+
+
+def test_noise_on_an_explicit_cpu_device_is_the_default_noise(tiny_rgb_dataset):
+    xs, _ = tiny_rgb_dataset.tensors(np.arange(3))
+    a = Smooth(model2(), 2, 0.25, 100, 50).sample(xs, 120, [1, 2, 3], 0, record=True)
+    b = Smooth(model2(), 2, 0.25, 100, 50, device="cpu").sample(xs, 120, [1, 2, 3], 0,
+                                                                record=True)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_irs_refuses_a_cache_drawn_on_another_device(tmp_path, tiny_rgb_dataset):
+    import json
+
+    cfg = CertifyConfig(**{**CFG, "max_images": 2, "n_p": 100})
+    certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f", cache=True,
+                    model_info={"device": "cuda:0"})       # as if certified on a GPU
+    with pytest.raises(RobustqError, match="drawn on cuda"):
+        irs_certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f", tmp_path / "p")
+    run = json.loads((tmp_path / "f" / "run.json").read_text())
+    run["model"] = {}                                      # a cache recorded before --device
+    (tmp_path / "f" / "run.json").write_text(json.dumps(run))
+    assert irs_certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f",
+                               tmp_path / "p")["images"] == 2

@@ -343,3 +343,14 @@ def test_malicious_cifar_pickle_is_one_line(tmp_path):
     card = ModelCard("small_cnn", 10, 3, (0.5,) * 3, (0.25,) * 3, (), (32, 32))
     save_checkpoint(tmp_path / "m.safetensors", card.build(), card, {"sigma": 0.25})
     refused(["evaluate", tmp_path / "m.safetensors", "--data", root], None, "test_batch")
+
+
+def test_certify_on_a_missing_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    res = runner.invoke(app, ["certify", "src/robustq/embedded/small_cnn_mnist_sigma0.25"
+                              ".safetensors", "--out", str(tmp_path / "c"), "--device", "cuda"])
+    assert res.exit_code == 2 and "--device cuda" in res.output
+    assert not (tmp_path / "c").exists()

@@ -80,3 +80,15 @@ def test_fault_points_log_and_kill(tmp_path):
     assert res.returncode == 137
     assert (tmp_path / "log").read_text().split() == ["f0.txt", "f1.txt"]
     assert (tmp_path / "f1.txt").read_text() == "1" and not (tmp_path / "f2.txt").exists()
+
+
+def test_resolve_device_validates_names_and_availability():
+    import torch
+
+    from robustq.utils.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "gpu0", "cuda:99"):
+        with pytest.raises(RobustqError, match="--device"):
+            resolve_device(bad)

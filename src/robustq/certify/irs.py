@@ -71,7 +71,7 @@ def replay_sampler(smooth_p: Smooth, entries: Sequence[CacheEntry]) -> Smooth:
     if chunk == smooth_p.chunk:
         return smooth_p
     return Smooth(smooth_p.model, smooth_p.num_classes, smooth_p.sigma,
-                  max(smooth_p.batch_size, chunk), chunk)
+                  max(smooth_p.batch_size, chunk), chunk, smooth_p.device)
 
 
 def cache_alpha(entries: Sequence[CacheEntry], alpha: float | None) -> float:

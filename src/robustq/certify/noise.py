@@ -33,11 +33,15 @@ def chunk_sizes(n: int, chunk: int) -> Iterator[int]:
         yield n % chunk
 
 
-def chunk_noise(shape_chw: tuple[int, int, int], m: int, seed: int) -> torch.Tensor:
-    """``m`` standard normal samples of an image of shape (C, H, W), as a channels_last tensor.
+def chunk_noise(shape_chw: tuple[int, int, int], m: int, seed: int,
+                device: torch.device | None = None) -> torch.Tensor:
+    """``m`` standard normal samples of an image of shape (C, H, W), as a channels_last tensor,
+    drawn on ``device`` (default: the CPU) by that device's generator: the same seed gives the
+    same noise on every CPU, another (equally valid) draw on a GPU.
 
     Drawn as (m, H, W, C) and viewed as (m, C, H, W): channels_last without a copy.
     """
     c, h, w = shape_chw
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn((m, h, w, c), generator=g).permute(0, 3, 1, 2)
+    device = device or torch.device("cpu")
+    g = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn((m, h, w, c), generator=g, device=device).permute(0, 3, 1, 2)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from robustq.certify.irs import CacheEntry, irs_certify_many
@@ -182,11 +183,13 @@ Progress = Callable[[int, int, dict[str, Any]], None]
 
 def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_dir: str | Path,
                     cache: bool = False, model_info: dict | None = None,
-                    progress: Progress | None = None) -> dict[str, Any]:
+                    progress: Progress | None = None, device: torch.device | None = None
+                    ) -> dict[str, Any]:
     """CERTIFY the images ``cfg.indices(len(ds))`` of ``ds``; stream results to ``out_dir``.
 
     With ``cache``, also write f's estimation predictions so the run can serve as an IRS cache.
-    ``progress(done, total, running_summary)`` is called after every image.
+    ``progress(done, total, running_summary)`` is called after every image. ``device``: where
+    the noise is drawn and the model runs (``Smooth``); default the CPU.
     """
     out = Path(out_dir)
     indices = cfg.indices(len(ds))
@@ -195,7 +198,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
                 "model": model_info or {}, "cache_source": None,
                 "provenance": provenance(cfg.seed, cfg.to_json())}
     rows = prepare(out, run_meta, COLUMNS, cfg.n * 2, cache, ds.num_classes)
-    smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
+    smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk, device)
     model.eval()
     started, done, earlier = time.perf_counter(), len(rows), list(rows)
     group = max(1, cfg.batch_size // (cfg.n0 + cfg.n))
@@ -300,8 +303,8 @@ def samples_to_go(cfg: CertifyConfig, ds: ImageDataset, out_dir: str | Path,
 
 def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig,
                         cache_dir: str | Path, out_dir: str | Path,
-                        model_info: dict | None = None, progress: Progress | None = None
-                        ) -> dict[str, Any]:
+                        model_info: dict | None = None, progress: Progress | None = None,
+                        device: torch.device | None = None) -> dict[str, Any]:
     """IRS-certify an approximate model ``model_p`` against the cache of f's certification.
 
     The transferred bounds hold at the cache's alpha with the cache's noise (sigma, chunk,
@@ -311,6 +314,10 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
     cache_dir = Path(cache_dir)
     meta, cached_rows, cached_preds = load_cache(cache_dir, ds.num_classes)
     check_cache_matches(meta, ds, cfg, cache_dir)
+    drawn_on = str((meta.get("model") or {}).get("device", "cpu")).split(":")[0]
+    if drawn_on != (device or torch.device("cpu")).type:
+        raise RobustqError(f"{cache_dir}: the cache's noise was drawn on {drawn_on}; IRS replays "
+                           f"that very noise, so certify on {drawn_on} too (--device)")
     cfg = dataclasses.replace(cfg, n0=meta["config"]["n0"], n=meta["config"]["n"])
     if cfg.n_p is None or cfg.n_p > cfg.n:
         raise RobustqError(f"--n-p must be set and at most the cache's n={cfg.n}")
@@ -322,7 +329,7 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
                 "model": model_info or {}, "cache_source": str(cache_dir.resolve()),
                 "provenance": provenance(cfg.seed, cfg.to_json())}
     rows = prepare(out, run_meta, IRS_COLUMNS, 1, False, ds.num_classes)
-    smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk)
+    smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk, device)
     model_p.eval()
     started, earlier = time.perf_counter(), list(rows)
     with open(out / TSV, "a") as tsv:

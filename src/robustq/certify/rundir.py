@@ -91,11 +91,11 @@ LEGACY_ENGINES = {"torch (eager)": "checkpoint", "torch (frozen, traced/compiled
 def sampled_classifier(model: Any) -> Any:
     """What a resumed certification must sample as before: the model record without the
     engine that ran it (``torch`` and ``compile`` compute the same classifier, up to float
-    rounding), the classifier named for records of older versions. run.json keeps the first
-    engine's record."""
+    rounding), the classifier named for records of older versions, and the device the noise is
+    drawn on (records without one: the CPU). run.json keeps the first engine's record."""
     if not isinstance(model, dict):
         return model
-    ident = {k: v for k, v in model.items() if k not in ("engine", "runtime")}
+    ident = {"device": "cpu", **{k: v for k, v in model.items() if k not in ("engine", "runtime")}}
     if "classifier" not in ident and model.get("engine") in LEGACY_ENGINES:
         ident["classifier"] = LEGACY_ENGINES[model["engine"]]
     return ident

@@ -50,7 +50,7 @@ class Smooth:
     """
 
     def __init__(self, model: nn.Module, num_classes: int, sigma: float, batch_size: int = 400,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, device: torch.device | str | None = None) -> None:
         sigma = check_sigma(sigma)
         if batch_size < 1:
             raise RobustqError(f"batch size must be >= 1, got {batch_size}")
@@ -59,6 +59,8 @@ class Smooth:
             raise RobustqError(f"chunk must lie in [1, batch size {batch_size}], got {chunk}")
         self.model, self.num_classes, self.sigma = model, num_classes, float(sigma)
         self.batch_size, self.chunk = batch_size, chunk
+        # where noise is drawn and the model runs: given, or the model's (CPU noise then)
+        self.device = torch.device(device) if device is not None else None
         self._checked = False
 
     # ----------------------------------------------------------------------------- sampling
@@ -91,12 +93,12 @@ class Smooth:
     def noisy_batch(self, xs: torch.Tensor, jobs: list[tuple[int, int, int, int]]) -> torch.Tensor:
         """The noisy images of ``jobs`` (image, offset, count, seed), channels_last."""
         shape = tuple(xs.shape[1:])
-        noise = torch.cat([chunk_noise(shape, m, s) for _, _, m, s in jobs])
+        noise = torch.cat([chunk_noise(shape, m, s, self.device) for _, _, m, s in jobs])
         index = torch.cat([torch.full((m,), i, dtype=torch.int64) for i, _, m, _ in jobs])
-        return noise.mul_(self.sigma).add_(xs[index])
+        return noise.mul_(self.sigma).add_(xs.to(noise.device)[index.to(noise.device)])
 
     def _run(self, xs, jobs, counts, preds) -> None:
-        device = next(iter(self.model.parameters()), torch.empty(0)).device
+        device = self.device or next(iter(self.model.parameters()), torch.empty(0)).device
         logits = self.model(self.noisy_batch(xs, jobs).to(device))
         if not self._checked:
             if logits.ndim != 2 or logits.shape[1] != self.num_classes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
@@ -16,7 +17,7 @@ from robustq.certify.run import (
     irs_certify_dataset,
     samples_to_go,
 )
-from robustq.cli.common import SeedOpt, check_model_fits, console, friendly_errors
+from robustq.cli.common import DeviceOpt, SeedOpt, check_model_fits, console, friendly_errors
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
@@ -28,6 +29,7 @@ from robustq.quant.engines import (
     calibration_images,
     check_engine,
 )
+from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
 
 
@@ -49,6 +51,17 @@ def sampled_model(model: nn.Module, meta: dict, checkpoint: Path, engine: str,
                         out, calibration)
 
 
+def place(model: nn.Module, meta: dict, engine: str, name: str) -> torch.device:
+    """Resolve ``--device`` and move the model there; ONNX Runtime runs here on the CPU."""
+    device = resolve_device(name)
+    if device.type != "cpu" and ("deployed" in meta or engine.startswith("onnx")):
+        if name != "auto":
+            raise RobustqError(f"--device {name}: ONNX models run on the CPU here")
+        device = torch.device("cpu")
+    model.to(device)
+    return device
+
+
 def note_class_coverage(cfg: CertifyConfig, ds) -> None:
     """Say so when the selected images miss classes (a class-sorted split, a small --max)."""
     chosen = {int(ds.labels[i]) for i in cfg.indices(len(ds))}
@@ -59,7 +72,7 @@ def note_class_coverage(cfg: CertifyConfig, ds) -> None:
 
 
 def certify_with_progress(model: nn.Module, ds, cfg: CertifyConfig, out: Path, cache: bool,
-                          incremental: Path | None, info: dict) -> dict:
+                          incremental: Path | None, info: dict, device: torch.device) -> dict:
     """Plain or IRS certification with a bar showing the running ACR and accuracy."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),
@@ -74,9 +87,9 @@ def certify_with_progress(model: nn.Module, ds, cfg: CertifyConfig, out: Path, c
 
         if incremental is None:
             return certify_dataset(model, ds, cfg, out, cache=cache, model_info=info,
-                                   progress=progress)
+                                   progress=progress, device=device)
         return irs_certify_dataset(model, ds, cfg, incremental, out, model_info=info,
-                                   progress=progress)
+                                   progress=progress, device=device)
 
 
 @friendly_errors
@@ -106,6 +119,7 @@ def certify_cmd(
     engine: Annotated[str, typer.Option(help="how the classifier is sampled: " + "; ".join(
         f"{e.name}: {e.help}" for e in ENGINES.values()))] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
     set_threads(threads)
@@ -126,11 +140,12 @@ def certify_cmd(
     if approx is not None:
         model = approximate(model, approx)
     note_class_coverage(cfg, ds)
+    where = place(model, meta, engine, device)
     model, how = sampled_model(model, meta, checkpoint, engine, cfg, ds, data, out,
                                incremental is not None)
     info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
-            **how, **({"cost": cost} if cost is not None else {})}
-    summary = certify_with_progress(model, ds, cfg, out, cache, incremental, info)
+            **how, "device": str(where), **({"cost": cost} if cost is not None else {})}
+    summary = certify_with_progress(model, ds, cfg, out, cache, incremental, info, where)
     ca = ", ".join(f"{r}: {v:.3f}" for r, v in summary["certified_accuracy"].items())
     console.print(f"{summary['images']} images: smoothed accuracy "
                   f"{summary['smoothed_accuracy']:.3f}, ACR {summary['acr']:.3f}, certified "

@@ -28,6 +28,8 @@ RERUN = "rerun the same command (same --out) to continue: finished work is kept"
 RESUME = "rerun the same command with --resume to continue from the last finished epoch"
 NOTHING = "nothing was written"
 
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N: "
+                                       "where the model runs and noise is drawn")]
 SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "
                                       "recorded in the run")]
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from robustq.utils.device import module_device
+
 
 def freeze_for_inference(model: nn.Module, example_shape: tuple[int, ...]) -> nn.Module:
     """A frozen TorchScript copy of ``model`` (eval mode) for inputs like ``example_shape``.
@@ -27,7 +29,8 @@ def freeze_for_inference(model: nn.Module, example_shape: tuple[int, ...]) -> nn
     data-dependent Python control flow.
     """
     model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)  # leave the caller's
-    example = torch.rand(example_shape).contiguous(memory_format=torch.channels_last)
+    example = torch.rand(example_shape, device=module_device(model)).contiguous(
+        memory_format=torch.channels_last)
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -51,7 +54,8 @@ def compile_for_inference(model: nn.Module, example_shape: tuple[int, ...]
     compilation per batch shape), warmed on ``example_shape``. Falls back to
     ``freeze_for_inference`` if compilation fails (e.g. no C++ compiler)."""
     model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-    example = torch.rand(example_shape).contiguous(memory_format=torch.channels_last)
+    example = torch.rand(example_shape, device=module_device(model)).contiguous(
+        memory_format=torch.channels_last)
     try:
         # every model shares its class's forward, and dynamo allows 8 recompilations per code
         # object: a long process compiling model after model (compare) would fall back to
