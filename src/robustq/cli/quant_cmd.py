@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustq.cli.common import NOTHING, RESUME, SeedOpt, console, friendly_errors
+from robustq.cli.common import NOTHING, RESUME, DeviceOpt, SeedOpt, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
-from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.cli.train_cmd import DataOpt, set_machine
 from robustq.data import load_dataset
 from robustq.models import ModelCard
 from robustq.models.base import set_activation_bound
@@ -67,9 +67,10 @@ def quantize_cmd(
     seed: SeedOpt = 0,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Quantize an FP checkpoint with a policy and fine-tune it with noise augmentation."""
-    set_threads(threads)
+    where = set_machine(threads, device)
     model, meta = load_model(checkpoint)
     if "quant" in meta:
         raise RobustqError(f"{checkpoint}: already quantized; start from an FP checkpoint")
@@ -96,7 +97,7 @@ def quantize_cmd(
         model, card, pol, method, train_ds, test_ds, cfg, out, resume=resume,
         reporter=RichTrainReporter(), pact_lambda=pact_lambda, dq_beta=dq_beta,
         base_meta={"checkpoint": str(checkpoint), "accuracy": meta.get("accuracy")},
-        finetune=epochs > 0)
+        finetune=epochs > 0, device=where)
     acc = qmeta["accuracy"]
     console.print(f"test accuracy {acc['clean_accuracy']:.4f}"
                   + (f", under sigma={sigma} noise {acc['noisy_accuracy']:.4f}" if sigma else "")

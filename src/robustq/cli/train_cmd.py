@@ -9,7 +9,7 @@ from typing import Annotated
 import torch
 import typer
 
-from robustq.cli.common import NOTHING, RESUME, SeedOpt, check_model_fits, console, friendly_errors
+from robustq.cli.common import NOTHING, RESUME, DeviceOpt, SeedOpt, check_model_fits, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
 from robustq.models import ModelCard
@@ -18,6 +18,7 @@ from robustq.models.train import TrainConfig, train
 from robustq.quant.checkpoint import load_model
 from robustq.quant.defensive import lipschitz_penalty
 from robustq.utils import atomic_write_json, provenance, seed_everything
+from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import file_sha256
 from robustq.utils.validate import check_sigma
@@ -31,6 +32,12 @@ def set_threads(threads: int | None) -> None:
         if threads < 1:
             raise RobustqError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+
+
+def set_machine(threads: int | None, device: str) -> torch.device:
+    """Apply ``--threads``; resolve ``--device`` (both validated before anything is written)."""
+    set_threads(threads)
+    return resolve_device(device)
 
 
 def new_model(arch: str, train_ds, act_bound: float | None) -> tuple[torch.nn.Module, ModelCard]:
@@ -84,9 +91,10 @@ def train_cmd(
                                               "(same architecture; its card is kept)")] = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train a classifier with Gaussian noise augmentation at sigma (for randomized smoothing)."""
-    set_threads(threads)
+    where = set_machine(threads, device)
     train_ds, test_ds = load_dataset(data, "train"), load_dataset(data, "test")
     c, h, w = train_ds.image_shape
     cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -106,7 +114,7 @@ def train_cmd(
         raise RobustqError(f"--dq-beta must be >= 0, got {dq_beta}")
     extra = (lambda m: lipschitz_penalty(m, dq_beta)) if dq_beta > 0 else None
     meta = train(model, card, train_ds, test_ds, cfg, out, resume=resume,
-                 reporter=RichTrainReporter(), extra_loss=extra)
+                 reporter=RichTrainReporter(), extra_loss=extra, device=where)
     acc = meta["accuracy"]
     console.print(f"done in {meta['train_time_s']:.0f}s: test accuracy {acc['clean_accuracy']:.4f}"
                   + (f", under sigma={sigma} noise {acc['noisy_accuracy']:.4f}" if sigma else "")

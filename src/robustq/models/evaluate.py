@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from robustq.data.dataset import ImageDataset
+from robustq.utils.device import module_device
 from robustq.utils.validate import check_sigma
 
 
@@ -28,11 +29,14 @@ def evaluate(model: nn.Module, ds: ImageDataset, sigma: float = 0.0, batch_size:
     gen = torch.Generator().manual_seed(seed)
     mf = torch.channels_last if channels_last else torch.contiguous_format
     correct_clean = correct_noisy = 0
+    device = module_device(model)         # noise drawn on the CPU: the same on every device
     for x, y in batches(ds, batch_size):
-        correct_clean += int((model(x.contiguous(memory_format=mf)).argmax(1) == y).sum())
+        pred = model(x.to(device).contiguous(memory_format=mf)).argmax(1).cpu()
+        correct_clean += int((pred == y).sum())
         if sigma > 0:
-            xn = x + sigma * torch.randn(x.shape, generator=gen)
-            correct_noisy += int((model(xn.contiguous(memory_format=mf)).argmax(1) == y).sum())
+            xn = (x + sigma * torch.randn(x.shape, generator=gen)).to(device)
+            correct_noisy += int((model(xn.contiguous(memory_format=mf)).argmax(1).cpu()
+                                  == y).sum())
     model.train(was_training)
     n = max(len(ds), 1)
     out = {"n": len(ds), "clean_accuracy": correct_clean / n}

@@ -26,6 +26,7 @@ from robustq.models.base import ImageClassifier
 from robustq.models.checkpoint import ModelCard, load_tensors, save_checkpoint, save_tensors
 from robustq.models.evaluate import evaluate
 from robustq.utils.config import from_dict
+from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.provenance import provenance
@@ -133,16 +134,25 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dic
     params = dict(model.named_parameters())
     for k, v in tensors.items():
         if k.startswith("momentum."):
-            opt.state[params[k[9:]]]["momentum_buffer"] = v.clone()
+            opt.state[params[k[9:]]]["momentum_buffer"] = v.clone().to(params[k[9:]].device)
     return meta
+
+
+def _check_inputs(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
+                  teacher: nn.Module | None) -> None:
+    if (cfg.distill > 0) != (teacher is not None):
+        raise RobustqError("distillation needs a teacher and a distill weight > 0, both or neither")
+    if train_ds.num_classes != model.num_classes:
+        raise RobustqError(f"{train_ds.source}: {train_ds.num_classes} classes but the model "
+                           f"has {model.num_classes} outputs")
 
 
 def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
           test_ds: ImageDataset, cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
           reporter: TrainReporter | None = None,
           extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
-          save: Callable[..., Path] = save_checkpoint,
-          teacher: nn.Module | None = None) -> dict[str, Any]:
+          save: Callable[..., Path] = save_checkpoint, teacher: nn.Module | None = None,
+          device: torch.device | None = None) -> dict[str, Any]:
     """Train ``model`` in place, checkpointing to ``out_dir`` every epoch.
 
     Writes ``train_state.safetensors`` (weights + momentum, to resume), ``log.jsonl`` (one line
@@ -152,19 +162,16 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     ``save(path, model, card, meta)`` writes the final checkpoint (quantized models bring their
     own). With ``cfg.distill`` = w > 0 the loss is (1 - w) CE + w T^2 KL(teacher || model) at
     temperature T, the teacher (frozen, eval mode) seeing the very noisy batch the model sees.
-    Returns the final metadata.
+    ``device`` (default: where the model is) runs the model; batches are augmented on the CPU,
+    as everywhere, so a run's images are the same on every device. Returns the final metadata.
     """
-    if (cfg.distill > 0) != (teacher is not None):
-        raise RobustqError("distillation needs a teacher and a distill weight > 0, both or neither")
+    _check_inputs(model, train_ds, cfg, teacher)
     reporter = reporter or TrainReporter()
     out = Path(out_dir)
-    if train_ds.num_classes != model.num_classes:
-        raise RobustqError(f"{train_ds.source}: {train_ds.num_classes} classes but the model "
-                           f"has {model.num_classes} outputs")
     out.mkdir(parents=True, exist_ok=True)
     run_provenance = provenance(cfg.seed, cfg.to_json())     # the code that starts the run
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(memory_format=mf)
+    model.to(device, memory_format=mf)
     opt = _optimizer(model, cfg)
     history, start_epoch, elapsed = _restore(out, model, opt, cfg, resume)
     if cfg.max_images is not None and cfg.max_images < len(train_ds):
@@ -259,6 +266,9 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     gen = _epoch_generator(cfg.seed, epoch)
     perm = torch.randperm(n, generator=gen)
+    device = module_device(model)
+    if teacher is not None:
+        teacher.to(device)
     model.train()
     reporter.start_epoch(epoch, cfg.epochs, steps)
     loss_sum = correct = 0.0
@@ -267,7 +277,8 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
         x = random_crop(x_all[idx], cfg.crop_padding, gen)
         if cfg.flip:
             x = random_flip(x, gen)
-        x, y = gaussian_noise(x, cfg.sigma, gen).contiguous(memory_format=mf), y_all[idx]
+        x = gaussian_noise(x, cfg.sigma, gen).to(device).contiguous(memory_format=mf)
+        y = y_all[idx].to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, epoch * steps + i, steps * cfg.epochs)
         logits = model(x)

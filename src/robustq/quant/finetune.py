@@ -44,7 +44,8 @@ def quantize_and_finetune(model: torch.nn.Module, card: ModelCard, policy: Polic
                           out_dir: str | Path, resume: bool = False,
                           reporter: TrainReporter | None = None, pact_lambda: float = 1e-4,
                           dq_beta: float = 0.0, base_meta: dict[str, Any] | None = None,
-                          finetune: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+                          finetune: bool = True, device: torch.device | None = None
+                          ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Quantize ``model`` (calibrated on noisy training images), fine-tune it for ``cfg.epochs``
     at ``cfg.sigma`` (unless ``finetune`` is False: post-training quantization), and save
     ``out_dir/model.safetensors`` as a quantized checkpoint."""
@@ -68,5 +69,5 @@ def quantize_and_finetune(model: torch.nn.Module, card: ModelCard, policy: Polic
         return qmodel.eval(), meta
     meta = train(qmodel, card, train_ds, test_ds, cfg, out_dir, resume=resume,
                  reporter=reporter, extra_loss=extra, save=save,
-                 teacher=model.eval() if cfg.distill > 0 else None)
+                 teacher=model.eval() if cfg.distill > 0 else None, device=device)
     return qmodel.eval(), meta
