@@ -212,3 +212,29 @@ def test_irs_refuses_a_cache_drawn_on_another_device(tmp_path, tiny_rgb_dataset)
     (tmp_path / "f" / "run.json").write_text(json.dumps(run))
     assert irs_certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f",
                                tmp_path / "p")["images"] == 2
+
+
+def test_a_run_is_reused_and_resumed_from_another_working_directory(tmp_path, monkeypatch):
+    import json
+
+    from robustq.certify.run import reuse_certification
+    from robustq.data import load_dataset
+
+    (tmp_path / "a" / "work").mkdir(parents=True)
+    write_image_folder(tmp_path / "a" / "data", classes=("x", "y"), per_class=4)
+    model = model2()
+    save_checkpoint(tmp_path / "a" / "m.safetensors", model,
+                    ModelCard("small_cnn", 2, 3, (0.5,) * 3, (0.25,) * 3, ("x", "y"), (32, 32)))
+    cfg = CertifyConfig(**{**CFG, "max_images": 3})
+    monkeypatch.chdir(tmp_path / "a")
+    ds = load_dataset("data", "test")                     # a relative source, as typed
+    certify_dataset(model, ds, cfg, "run", model_info={
+        "checkpoint": str((tmp_path / "a" / "m.safetensors").resolve())})
+    recorded = json.loads((tmp_path / "a" / "run" / "run.json").read_text())["data"]["source"]
+    assert recorded == str((tmp_path / "a" / "data").resolve())
+    monkeypatch.chdir(tmp_path / "a" / "work")            # another directory, other spellings
+    other = load_dataset("../data", "test")
+    assert reuse_certification(tmp_path / "a" / "run", other, cfg, "../m.safetensors")["images"] == 3
+    again = certify_dataset(model, other, cfg, "../run", model_info={
+        "checkpoint": str((tmp_path / "a" / "m.safetensors").resolve())})
+    assert again["images"] == 3

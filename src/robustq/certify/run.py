@@ -36,6 +36,7 @@ from robustq.certify.rundir import (
     load_cache,
     prepare,
     read_tsv,
+    resolved_source,
 )
 from robustq.certify.smooth import Certificate, Smooth, check_alpha
 from robustq.data.dataset import ImageDataset
@@ -194,7 +195,8 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     out = Path(out_dir)
     indices = cfg.indices(len(ds))
     run_meta = {"kind": "certify", "config": cfg.to_json(), "cache": cache,
-                "data": {"source": ds.source, "split": ds.split, "indices": indices},
+                "data": {"source": resolved_source(ds.source), "split": ds.split,
+                         "indices": indices},
                 "model": model_info or {}, "cache_source": None,
                 "provenance": provenance(cfg.seed, cfg.to_json())}
     rows = prepare(out, run_meta, COLUMNS, cfg.n * 2, cache, ds.num_classes)
@@ -244,7 +246,8 @@ def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
     problems = [f"{k} {old.get(k)} (asked {getattr(cfg, k)})" for k in keys
                 if old.get(k) != getattr(cfg, k)]
     data = meta.get("data", {})
-    if (data.get("source"), data.get("split")) != (ds.source, ds.split):
+    if (resolved_source(data.get("source")), data.get("split")) != \
+            (resolved_source(ds.source), ds.split):
         problems.append(f"data {data.get('source')}:{data.get('split')} "
                         f"(asked {ds.source}:{ds.split})")
     if data.get("indices") != cfg.indices(len(ds)):

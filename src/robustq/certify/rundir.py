@@ -101,13 +101,29 @@ def sampled_classifier(model: Any) -> Any:
     return ident
 
 
+def resolved_source(source: Any) -> Any:
+    """A data source as recorded in run.json: an existing path resolved (so a run can be reused
+    or resumed from another working directory), anything else (``embedded``) as it is."""
+    if isinstance(source, str) and source != "embedded" and Path(source).exists():
+        return str(Path(source).resolve())
+    return source
+
+
+def same_data(data: Any) -> Any:
+    """The data record with its source resolved: a record written with a relative source
+    (robustq <= a5473f6) matches from the directory it was written in."""
+    return {**data, "source": resolved_source(data.get("source"))} if isinstance(data, dict) \
+        else data
+
+
 def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
             cache: bool, num_classes: int | None) -> list[dict[str, str]]:
     """Create or validate ``out`` for a (resumed) run; return the rows already done. A resume
     keeps the rows that have a complete line (and cache row), rewritten atomically."""
     out.mkdir(parents=True, exist_ok=True)
     resumed = claim(out / RUN, run_meta, ("config", "data", "model", "cache_source"),
-                    what="certification run", identity={"model": sampled_classifier})
+                    what="certification run",
+                    identity={"model": sampled_classifier, "data": same_data})
     rows = read_tsv(out / TSV, num_classes) if resumed else []
     if cache:
         have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0
