@@ -368,3 +368,11 @@ def test_train_and_quantize_on_a_missing_gpu_is_one_line(tmp_path, command):
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "--device cuda:0" in res.output, res.output
     assert not (tmp_path / "t").exists()
+
+
+def test_search_says_when_every_episode_is_random_warm_up(tmp_path):
+    res = runner.invoke(app, ["search", "src/robustq/embedded/small_cnn_mnist_sigma0.25"
+                              ".safetensors", "--episodes", "3", "--data", str(tmp_path / "none"),
+                              "--out", str(tmp_path / "s")])
+    assert "random warm-up" in res.output and "--warmup 20" in res.output
+    assert res.exit_code == 2 and not (tmp_path / "s").exists()

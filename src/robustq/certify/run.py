@@ -251,7 +251,9 @@ def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
         problems.append(f"data {data.get('source')}:{data.get('split')} "
                         f"(asked {ds.source}:{ds.split})")
     if data.get("indices") != cfg.indices(len(ds)):
-        problems.append("another image list (--skip/--max)")
+        problems.append(f"another image list ({len(data.get('indices') or [])} images recorded, "
+                        f"{len(cfg.indices(len(ds)))} asked: certify --skip/--max, compare "
+                        "--test-images)")
     return problems
 
 

@@ -63,6 +63,10 @@ def search_cmd(
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
                        seed=seed)
+    if strategy in ("arq", "haq") and episodes <= warmup:
+        console.print(f"[yellow]warning:[/] all {episodes} episodes are random warm-up "
+                      f"(--warmup {warmup}): the DDPG agent never chooses a policy, so this is "
+                      "a random search; pass --warmup below --episodes")
     search = Search(cfg, out)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("best {task.fields[best]}"), TimeRemainingColumn())
