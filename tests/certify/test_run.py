@@ -173,6 +173,10 @@ def test_compare_runs_pairs_images_and_refuses_different_ones(tmp_path, tiny_rgb
                     tmp_path / "c")
     with pytest.raises(RobustqError, match="different images"):
         compare_runs(tmp_path / "a", tmp_path / "c")
+    partial = compare_runs(tmp_path / "a", tmp_path / "c", common=True)["acr"]
+    shared = {r["idx"] for r in read_rows(tmp_path / "a")} & \
+        {r["idx"] for r in read_rows(tmp_path / "c")}
+    assert partial.images == len(shared) >= 2
 
 
 def test_resume_needs_the_same_classifier_not_the_same_engine(tmp_path, tiny_rgb_dataset):

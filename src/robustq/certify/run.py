@@ -124,14 +124,18 @@ def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
     return read_tsv(Path(out_dir) / TSV)
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, confidence: float = 0.95
-                 ) -> dict[str, PairedDifference]:
+def compare_runs(run_a: str | Path, run_b: str | Path, confidence: float = 0.95,
+                 common: bool = False) -> dict[str, PairedDifference]:
     """Paired differences a - b of two certification runs over the same images: ``acr`` (per-image
     certified radius, 0 where wrong) and ``smoothed_accuracy`` (per-image correctness), each with
     a ``confidence`` t interval (``paired_difference``). Raises ``RobustqError`` when the runs
-    did not certify the same images with the same labels."""
+    did not certify the same images with the same labels; with ``common``, pairs the images both
+    runs certified so far (e.g. an unfinished run; ``.images`` says how many)."""
     a = {r["idx"]: r for r in read_rows(run_a)}
     b = {r["idx"]: r for r in read_rows(run_b)}
+    if common:
+        a = {i: r for i, r in a.items() if i in b}
+        b = {i: r for i, r in b.items() if i in a}
     if a.keys() != b.keys() or any(a[i]["label"] != b[i]["label"] for i in a):
         raise RobustqError(f"{run_a} and {run_b} certified different images; a paired "
                            f"comparison needs the same ones ({len(a)} and {len(b)} rows)")
