@@ -8,6 +8,7 @@ from robustq.bench.runner import BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
 from robustq.cli.main import app
 from robustq.utils.errors import RobustqError
+from robustq.utils.progress import CountingProgress, Progress
 from tests.conftest import write_image_folder
 
 runner = CliRunner()
@@ -33,7 +34,15 @@ def config(root, **kw):
 
 def test_grid_runs_resumes_and_summarizes(setup, tmp_path):
     cfg = config(setup)
-    BenchRun(cfg, tmp_path / "full").run()
+    events = CountingProgress()
+    BenchRun(cfg, tmp_path / "full").run(events)
+    units = len((tmp_path / "full" / "units.jsonl").read_text().splitlines())
+    ups = [e for e in events.events if e[0] == "update"]
+    # each unit is named while it runs (done still counts the units before it), then counted
+    assert len(ups) == 2 * units
+    for running, finished in zip(ups[::2], ups[1::2], strict=True):
+        assert "images)" in running[1] and finished[1] == running[1]
+        assert finished[2] == running[2] + 1
     full = summarize_run(tmp_path / "full")
     assert [m["model"] for m in full["models"]] == ["fp", "minmax_w4a4"]
     fp, q = full["models"]
@@ -49,12 +58,13 @@ def test_grid_runs_resumes_and_summarizes(setup, tmp_path):
     class Kill(Exception):
         pass
 
-    def kill_after_five(done, total, label, eta):
-        if done == 5:
-            raise Kill
+    class KillAfterFive(Progress):
+        def on_update(self, phase):
+            if phase.done == 5:
+                raise Kill
 
     with pytest.raises(Kill):
-        BenchRun(cfg, tmp_path / "resumed").run(kill_after_five)
+        BenchRun(cfg, tmp_path / "resumed").run(KillAfterFive())
     lines = len((tmp_path / "resumed" / "units.jsonl").read_text().splitlines())
     BenchRun(cfg, tmp_path / "resumed").run()
     units = (tmp_path / "resumed" / "units.jsonl").read_text().splitlines()

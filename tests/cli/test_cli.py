@@ -106,3 +106,27 @@ def test_every_option_of_every_command_has_help_text():
     bare = [(name, p.name) for name, cmd in group.commands.items() for p in cmd.params
             if not getattr(p, "help", None)]
     assert bare == []
+
+
+def test_plain_progress_lines_name_the_work_in_progress_without_flooding():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from robustq.cli.progress import LineProgress, console_progress
+
+    buf = io.StringIO()
+    out = Console(file=buf, width=200)
+    assert isinstance(console_progress(out), LineProgress)           # not a terminal
+    progress = LineProgress(out, every_s=3600)
+    with progress.phase("episodes", total=3) as ph:
+        for k in range(3):
+            ph.update(label=f"episode {k + 1}/3: fine-tuning")
+            for _ in range(50):                                     # frequent updates: quiet
+                ph.update(acr=0.5)
+            ph.advance()
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 5 and all(re.match(r"\d\d:\d\d:\d\d ", ln) for ln in lines)
+    assert "episode 2/3: fine-tuning 1/3" in lines[2] and lines[-1].split(" ", 1)[1].startswith(
+        "finished: episode 3/3: fine-tuning 3/3")

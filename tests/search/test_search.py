@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from robustq.cli.main import app
 from robustq.search.search import Search, SearchConfig, read_state
 from robustq.utils.errors import RobustqError
+from robustq.utils.progress import CountingProgress, Progress
 from tests.conftest import write_image_folder
 
 runner = CliRunner()
@@ -42,12 +43,13 @@ def test_killed_search_resumes_into_the_same_episodes(fp, tmp_path, strategy):
     class Kill(Exception):
         pass
 
-    def kill(done, total, line):
-        if done == 3:
-            raise Kill
+    class KillAfterThree(Progress):
+        def on_update(self, phase):
+            if phase.label.endswith("done") and phase.done == 3:
+                raise Kill
 
     with pytest.raises(Kill):
-        Search(cfg, tmp_path / "resumed").run(kill)
+        Search(cfg, tmp_path / "resumed").run(KillAfterThree())
     Search(cfg, tmp_path / "resumed").run()
     full = episodes(tmp_path / "full")
     assert len(full) == 5 and episodes(tmp_path / "resumed") == full
@@ -56,10 +58,19 @@ def test_killed_search_resumes_into_the_same_episodes(fp, tmp_path, strategy):
 
 def test_arq_search_certifies_fp_once_and_finishes_on_test(fp, tmp_path):
     s = Search(config(fp, strategy="arq", episodes=3), tmp_path / "arq")
-    best = s.run()
+    events = CountingProgress()
+    best = s.run(events)
+    started = events.labels("start")
+    assert started[0].startswith("FP cache: certifying") and started[1] == "episodes"
+    updates = events.labels()
+    for k in (1, 2, 3):                  # every episode, and the part of it in progress, named
+        for part in ("fine-tuning", "reward (arq)", "done"):
+            assert any(f"episode {k}/3" in u and part in u for u in updates), (k, part)
     assert (tmp_path / "arq" / "fp_cache" / "irs_cache.bin").is_file()
     assert {"acr", "accuracy", "certify_s", "finetune_s", "agent_s"} <= set(best)
-    final = s.finish(test_images=6, test_n=50)
+    final = s.finish(test_images=6, test_n=50, progress=events)
+    assert any(u.startswith("final model: certifying") for u in events.labels("start"))
+    assert events.events[-1][0] == "end" and events.events[-2][2] == 6     # 6 images certified
     assert final["images"] == 6 and 0 <= final["acr"] and final["bitops_percent"] <= 5.0 + 1e-9
     assert set(final["certified_accuracy"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
     assert (tmp_path / "arq" / "best_policy.json").is_file()

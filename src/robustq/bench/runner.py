@@ -35,6 +35,7 @@ from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json, atomic_write_npy, check_writable
+from robustq.utils.progress import Progress, silent
 from robustq.utils.provenance import provenance
 from robustq.utils.records import claim
 from robustq.utils.validate import check_int
@@ -281,8 +282,9 @@ class BenchRun:
         return ImageDataset(imgs, self.ds.labels, self.ds.classes, "", "").tensors()[0]
 
     # ----- the loop
-    def run(self, progress: Callable[[int, int, str, float], None] | None = None) -> None:
-        """Run every missing unit; ``progress(done, total, unit_label, eta_seconds)``."""
+    def run(self, progress: Progress | None = None) -> None:
+        """Run every missing unit. ``progress`` gets one "bench units" phase whose label names
+        the unit *in progress* (model, family, unit, images) and an ``eta_s`` field."""
         plan: list[Unit] = []
         cache: dict[str, nn.Module] = {}
 
@@ -300,21 +302,19 @@ class BenchRun:
         plan.sort(key=lambda u: _ORDER.index("autoattack" if u.name.startswith("autoattack")
                                              else u.family))
         todo = [u for u in plan if not self.unit_path(u).is_file()]
-        done, spent, work_done = len(plan) - len(todo), 0.0, 0
+        spent, work_done = 0.0, 0
         work_left = sum(u.images * _cost(u) for u in todo)
-        for u in todo:
-            t0 = time.perf_counter()
-            correct = np.asarray(u.run(), bool)
-            dt = time.perf_counter() - t0
-            atomic_write_npy(self.unit_path(u), correct)
-            self._log(u, dt, correct)
-            done += 1
-            spent += dt
-            work_done += u.images * _cost(u)
-            work_left -= u.images * _cost(u)
-            if progress:
-                progress(done, len(plan), f"{u.model} {u.family} {u.name}",
-                         spent / max(work_done, 1) * work_left)
+        with silent(progress).phase("bench units", len(plan), len(plan) - len(todo)) as ph:
+            for u in todo:
+                ph.update(label=f"{u.model} {u.family} {u.name} ({u.images} images)")
+                t0 = time.perf_counter()
+                correct = np.asarray(u.run(), bool)
+                dt = time.perf_counter() - t0
+                atomic_write_npy(self.unit_path(u), correct)
+                self._log(u, dt, correct)
+                spent, work_done = spent + dt, work_done + u.images * _cost(u)
+                work_left -= u.images * _cost(u)
+                ph.advance(eta_s=spent / max(work_done, 1) * work_left)
 
     def _log(self, u: Unit, seconds: float, correct: np.ndarray) -> None:
         line = {"model": u.model, "family": u.family, "unit": u.name, "images": int(len(correct)),

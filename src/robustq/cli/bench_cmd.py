@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
 from robustq.cli.common import SeedOpt, console, friendly_errors
+from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.utils.validate import parse_int, parse_names, parse_numbers
 
@@ -61,16 +61,7 @@ def bench_cmd(
                       finetune_epochs=finetune_epochs, finetune_images=finetune_images, seed=seed,
                       **kw)
     run = BenchRun(cfg, out)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("~{task.fields[eta]} left"))
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("bench", total=None, eta="?")
-
-        def progress(done: int, total: int, label: str, eta: float) -> None:
-            bar.update(task, completed=done, total=total, description=label[:48],
-                       eta=f"{eta / 60:.0f} min")
-
-        run.run(progress)
+    run.run(console_progress())
     print_results(out)
 
 

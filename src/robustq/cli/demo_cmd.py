@@ -26,6 +26,7 @@ from robustq.bench.runner import BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
 from robustq.certify.run import CertifyConfig, certify_dataset, irs_certify_dataset
 from robustq.cli.common import SeedOpt, console, friendly_errors
+from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import set_threads
 from robustq.data import load_dataset
 from robustq.data.embedded import embedded_dir
@@ -33,6 +34,7 @@ from robustq.quant.checkpoint import checkpoint_cost, load_model
 from robustq.report import build_report
 from robustq.search.search import Search, SearchConfig
 from robustq.utils import atomic_write_json, provenance
+from robustq.utils.progress import Progress
 
 EMBEDDED_MODEL = "small_cnn_mnist_sigma0.25.safetensors"
 
@@ -93,8 +95,15 @@ def bench_config(cfg: DemoConfig, ckpt: str) -> BenchConfig:
                        severities=(1, 3, 5), finetune_images=cfg.finetune_images, seed=cfg.seed)
 
 
-def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the demo's steps into ``out``; returns what ``demo.json`` records."""
+def run_bench(cfg: DemoConfig, ckpt: str, out: Path, progress: Progress | None) -> None:
+    BenchRun(bench_config(cfg, ckpt), out / "bench").run(progress)
+    summarize_run(out / "bench")
+
+
+def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Run the demo's steps into ``out``; returns what ``demo.json`` records. ``progress``
+    follows the search and benchmark steps within."""
     ckpt = str(embedded_dir() / EMBEDDED_MODEL)
     record: dict[str, Any] = {"config": dataclasses.asdict(cfg), "steps": {}, "finished": False,
                               "provenance": provenance(cfg.seed, dataclasses.asdict(cfg))}
@@ -127,8 +136,8 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
 
         def go(sc: SearchConfig = sc, name: str = name) -> dict[str, Any]:
             search = Search(sc, out / "search" / name)
-            search.run()
-            return search.finish(cfg.test_images, cfg.n, skip)
+            search.run(progress)
+            return search.finish(cfg.test_images, cfg.n, skip, progress)
 
         f = step(f"search_{name}", label, go)
         searches[name] = f
@@ -139,12 +148,8 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> 
     step("certify_irs", "incremental certification (IRS) of both against the FP cache",
          lambda: certify_irs(list(searches), ic, test, out, say))
 
-    def bench() -> None:
-        BenchRun(bench_config(cfg, ckpt), out / "bench").run()
-        summarize_run(out / "bench")
-
     step("bench", f"robustness benchmark: FP, LSQ and min-max at 4 and 8 bits, "
-         f"{cfg.bench_images} images", bench)
+         f"{cfg.bench_images} images", lambda: run_bench(cfg, ckpt, out, progress))
     record["wall_time_s"] = round(time.perf_counter() - started, 1)
     record["finished"] = True
     atomic_write_json(out / "demo.json", record)
@@ -174,5 +179,5 @@ def demo_cmd(
                      attack_images=min(DemoConfig.attack_images, bench_images),
                      autoattack_images=min(DemoConfig.autoattack_images, bench_images),
                      seed=seed)
-    rec = run_demo(cfg, out, lambda m: console.print(m, highlight=False))
+    rec = run_demo(cfg, out, lambda m: console.print(m, highlight=False), console_progress())
     console.print(f"done in {rec['wall_time_s']:.0f}s: open {out / 'report.html'}")

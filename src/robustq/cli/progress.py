@@ -1,13 +1,19 @@
-"""Rich progress display for training."""
+"""How the CLI shows progress: ``RichTrainReporter`` for training epochs, and a workflow's
+``robustq.utils.progress`` events as Rich bars in a terminal or timestamped lines otherwise (a
+log file, CI), at most one line per ``PLAIN_EVERY_S`` seconds per phase besides label changes."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from robustq.cli.common import console
 from robustq.models.train import TrainReporter
+from robustq.utils.progress import Phase
+from robustq.utils.progress import Progress as Events
 
 
 class RichTrainReporter(TrainReporter):
@@ -35,3 +41,76 @@ class RichTrainReporter(TrainReporter):
             parts.append(f"noisy acc {record['test_noisy_accuracy']:.4f}")
         parts.append(f"{record['epoch_s']:.0f}s")
         console.print(" | ".join(parts))
+
+
+PLAIN_EVERY_S = 30.0
+
+
+def _fields(phase: Phase) -> str:
+    parts = []
+    for key, value in phase.fields.items():
+        if key == "eta_s":
+            parts.append(f"~{value / 60:.0f} min left")
+        elif isinstance(value, float):
+            parts.append(f"{key} {value:.3f}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
+class BarProgress(Events):
+    """One Rich bar per phase, labelled with the work in progress."""
+
+    def __init__(self, console: Console) -> None:
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                             console=console, transient=True)
+        self.tasks: dict[int, int] = {}
+
+    def on_start(self, phase: Phase) -> None:
+        if not self.tasks:
+            self.bars.start()
+        self.tasks[id(phase)] = self.bars.add_task(phase.label, total=phase.total,
+                                                   completed=phase.done, info="")
+
+    def on_update(self, phase: Phase) -> None:
+        self.bars.update(self.tasks[id(phase)], description=phase.label, total=phase.total,
+                         completed=phase.done, info=_fields(phase))
+
+    def on_end(self, phase: Phase) -> None:
+        self.bars.remove_task(self.tasks.pop(id(phase)))
+        if not self.tasks:
+            self.bars.stop()
+
+
+class LineProgress(Events):
+    """Timestamped lines: a phase's start, every label change, at most one line per
+    ``every_s`` seconds otherwise, and its end."""
+
+    def __init__(self, console: Console, every_s: float = PLAIN_EVERY_S) -> None:
+        self.console, self.every_s = console, every_s
+        self.last: dict[int, tuple[float, str]] = {}
+
+    def _line(self, phase: Phase, what: str = "") -> None:
+        count = f" {phase.done}/{phase.total}" if phase.total is not None else ""
+        info = _fields(phase)
+        self.console.print(f"{time.strftime('%H:%M:%S')} {what}{phase.label}{count}"
+                           + (f" ({info})" if info else ""), highlight=False, soft_wrap=True)
+        self.last[id(phase)] = (time.monotonic(), phase.label)
+
+    def on_start(self, phase: Phase) -> None:
+        self._line(phase)
+
+    def on_update(self, phase: Phase) -> None:
+        when, label = self.last.get(id(phase), (0.0, ""))
+        if label != phase.label or time.monotonic() - when >= self.every_s:
+            self._line(phase)
+
+    def on_end(self, phase: Phase) -> None:
+        self._line(phase, "finished: ")
+        self.last.pop(id(phase), None)
+
+
+def console_progress(out: Console = console) -> Events:
+    """Bars on a terminal, lines otherwise."""
+    return BarProgress(out) if out.is_terminal else LineProgress(out)

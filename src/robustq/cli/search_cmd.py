@@ -14,6 +14,7 @@ from torch import nn
 
 from robustq.certify.run import pairwise_differences
 from robustq.cli.common import SeedOpt, console, fail, friendly_errors
+from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.policy import Policy
@@ -68,22 +69,12 @@ def search_cmd(
                       f"(--warmup {warmup}): the DDPG agent never chooses a policy, so this is "
                       "a random search; pass --warmup below --episodes")
     search = Search(cfg, out)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("best {task.fields[best]}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(f"{strategy} search", total=None, best="-")
-        state = {"best": None}
-
-        def progress(done: int, total: int, line: dict) -> None:
-            if state["best"] is None or line["reward"] > state["best"]:
-                state["best"] = line["reward"]
-            bar.update(task, completed=done, total=total, best=f"{state['best']:.3f}")
-
-        best = search.run(progress)
+    progress = console_progress()
+    best = search.run(progress)
     console.print(f"best reward {best['reward']:.4f} at episode {best['episode']} "
                   f"({best['bitops_percent']:.3f}% BitOPs)")
     if test_images > 0:
-        final = search.finish(test_images, test_n)
+        final = search.finish(test_images, test_n, progress=progress)
         console.print(f"test: clean {final['clean_accuracy']:.3f}, smoothed "
                       f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {out}")
 

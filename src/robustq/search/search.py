@@ -19,7 +19,6 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,11 @@ from torch import nn
 
 from robustq.certify.run import (
     CertifyConfig,
-    Progress,
     certify_dataset,
     reuse_certification,
     samples_to_go,
 )
+from robustq.certify.run import Progress as RowCallback
 from robustq.certify.smooth import check_alpha
 from robustq.data import load_dataset
 from robustq.models import ModelCard
@@ -50,6 +49,7 @@ from robustq.search.evaluate import RewardContext, build_quantized, get_reward, 
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable
+from robustq.utils.progress import Phase, Progress, silent
 from robustq.utils.provenance import provenance
 from robustq.utils.records import claim, read_record
 from robustq.utils.validate import check_int, check_sigma
@@ -151,14 +151,17 @@ class Search:
               what="search")
 
     # ----- FullRobustCertify
-    def context(self) -> RewardContext:
+    def context(self, progress: Progress | None = None) -> RewardContext:
         fp_acc = evaluate(self.fp, self.holdout)["clean_accuracy"]
         if self.cfg.strategy != "arq":
             return RewardContext(self.holdout, self.sigma, fp_acc)
         cert = self.holdout.spread(self.cfg.cert_images)
         cc = self.cert_config(self.cfg.n, None)
-        s = certify_dataset(self.fp, cert, cc, self.out / "fp_cache", cache=True,
-                            model_info={"checkpoint": self.cfg.checkpoint})
+        with silent(progress).phase(f"FP cache: certifying {len(cert)} held-out images "
+                                    f"(n={cc.n})", total=len(cert)) as ph:
+            s = certify_dataset(self.fp, cert, cc, self.out / "fp_cache", cache=True,
+                                model_info={"checkpoint": self.cfg.checkpoint},
+                                progress=lambda done, total, r: ph.update(done, acr=r["acr"]))
         return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.out / "fp_cache",
                              self.cert_config(self.cfg.n, self.cfg.n_p), cert)
 
@@ -188,40 +191,50 @@ class Search:
         bits = np.array([action_to_bits(float(a), c.b_min, c.b_max) for a in actions])
         return states, actions, bits[0::2], bits[1::2]
 
-    def run(self, progress: Callable[[int, int, dict], None] | None = None) -> dict[str, Any]:
-        ctx = self.context()
+    def run(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Run the episodes still to do (resuming a killed search); returns the best episode.
+        ``progress`` gets the FP cache's phase, then one "episodes" phase whose label names
+        the episode and the part in progress."""
+        ctx = self.context(progress)
         reward_fn = get_reward("arq" if self.cfg.strategy == "arq" else "haq")
         start, best = self._resume()
         episodes = 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
-        for ep in range(start, episodes):
-            t0 = time.perf_counter()
-            states, actions, w, a = self.propose(ep)
-            w, a = self.budget.enforce(self.table, w, a)
-            policy = self.table.policy(w, a)
-            t1 = time.perf_counter()
-            q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
-                                self.cfg.finetune_lr, self.cfg.seed + ep)
-            t2 = time.perf_counter()
-            ep_dir = self.out / "episodes" / f"{ep:04d}"
-            shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
-            reward, info = reward_fn(q, ctx, ep_dir)
-            t3 = time.perf_counter()
-            if self.cfg.strategy in ("arq", "haq"):
-                self.agent.observe_episode(states, actions[:, None], reward,
-                                           update=ep >= self.cfg.warmup)
-            t4 = time.perf_counter()
-            line = {"episode": ep, "reward": reward, **info,
-                    "bitops_percent": self.table.bitops_percent(w, a),
-                    "policy": policy.to_json(), "finetune_s": t2 - t1,
-                    "reward_s": t3 - t2, "agent_s": (t1 - t0) + (t4 - t3),
-                    "episode_s": t4 - t0}
-            if best is None or reward > best["reward"]:
-                best = line
-            self._save(ep + 1, best, line)
-            if progress:
-                progress(ep + 1, episodes, line)
+        with silent(progress).phase("episodes", total=episodes, done=start) as ph:
+            for ep in range(start, episodes):
+                line = self._episode(ep, ctx, reward_fn, ph)
+                if best is None or line["reward"] > best["reward"]:
+                    best = line
+                self._save(ep + 1, best, line)
+                ph.update(ep + 1, label=f"episode {ep + 1}/{episodes} done",
+                          best=best["reward"])
         Policy.from_json(best["policy"]).save(self.out / "best_policy.json")
         return best
+
+    def _episode(self, ep: int, ctx: RewardContext, reward_fn, ph: Phase) -> dict[str, Any]:
+        """One episode: propose, enforce the budget, fine-tune, reward, observe; its log line."""
+        episodes = 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
+        t0 = time.perf_counter()
+        states, actions, w, a = self.propose(ep)
+        w, a = self.budget.enforce(self.table, w, a)
+        policy = self.table.policy(w, a)
+        t1 = time.perf_counter()
+        ph.update(label=f"episode {ep + 1}/{episodes}: fine-tuning on {len(self.ft_ds)} images")
+        q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
+                            self.cfg.finetune_lr, self.cfg.seed + ep)
+        t2 = time.perf_counter()
+        ep_dir = self.out / "episodes" / f"{ep:04d}"
+        shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
+        ph.update(label=f"episode {ep + 1}/{episodes}: reward ({self.cfg.strategy})")
+        reward, info = reward_fn(q, ctx, ep_dir)
+        t3 = time.perf_counter()
+        if self.cfg.strategy in ("arq", "haq"):
+            self.agent.observe_episode(states, actions[:, None], reward,
+                                       update=ep >= self.cfg.warmup)
+        t4 = time.perf_counter()
+        return {"episode": ep, "reward": reward, **info,
+                "bitops_percent": self.table.bitops_percent(w, a), "policy": policy.to_json(),
+                "finetune_s": t2 - t1, "reward_s": t3 - t2, "agent_s": (t1 - t0) + (t4 - t3),
+                "episode_s": t4 - t0}
 
     # ----- persistence: STATE_FILE is the truth (one atomic write per episode); the log may
     # hold one more line (an episode killed after logging), which a resume drops.
@@ -249,19 +262,24 @@ class Search:
         save_tensors(self.out / STATE_FILE, self.agent.tensors(), state)
 
     # ----- the result
-    def finish(self, test_images: int, test_n: int, test_skip: int | None = None
-               ) -> dict[str, Any]:
+    def finish(self, test_images: int, test_n: int, test_skip: int | None = None,
+               progress: Progress | None = None) -> dict[str, Any]:
         """Re-build the best policy from FP with the same recipe, save it, and evaluate it on
         the test split with full certification (``test_images`` images, ``test_n`` samples)."""
         best = read_state(self.out)["best"]
         policy = Policy.from_json(best["policy"])
         policy.save(self.out / "best_policy.json")
-        q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
-                            self.cfg.finetune_lr, self.cfg.seed)
+        progress = silent(progress)
+        with progress.phase(f"final model: fine-tuning on {len(self.ft_ds)} images"):
+            q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
+                                self.cfg.finetune_lr, self.cfg.seed)
         save_quantized(self.out / "best_model.safetensors", q, self.card,
                        {"sigma": self.sigma, "search": self.cfg.to_json(), "policy_reward": best})
-        final = evaluate_on_test(q, policy, self.cfg.data, self.sigma, test_images, test_n,
-                                 self.cfg, self.out / "final", self.shape, test_skip)
+        with progress.phase(f"final model: certifying test images (n={test_n})") as ph:
+            final = evaluate_on_test(
+                q, policy, self.cfg.data, self.sigma, test_images, test_n, self.cfg,
+                self.out / "final", self.shape, test_skip,
+                progress=lambda done, total, r: ph.update(done, total=total, acr=r["acr"]))
         final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
         atomic_write_json(self.out / "final.json", final)
         return final
@@ -301,7 +319,7 @@ def read_episodes(search_dir: Path) -> list[dict[str, Any]]:
 def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: float,
                      images: int, n: int, cfg: SearchConfig, out: Path,
                      shape: tuple[int, int, int], skip: int | None = None,
-                     reuse: Path | None = None, progress: Progress | None = None
+                     reuse: Path | None = None, progress: RowCallback | None = None
                      ) -> dict[str, Any]:
     """Test-split numbers of one model: clean accuracy of the base classifier, and full
     certification (every ``skip``-th image, at most ``images``; n samples, alpha = cfg.alpha):
