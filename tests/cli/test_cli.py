@@ -130,3 +130,19 @@ def test_plain_progress_lines_name_the_work_in_progress_without_flooding():
     assert len(lines) == 5 and all(re.match(r"\d\d:\d\d:\d\d ", ln) for ln in lines)
     assert "episode 2/3: fine-tuning 1/3" in lines[2] and lines[-1].split(" ", 1)[1].startswith(
         "finished: episode 3/3: fine-tuning 3/3")
+
+
+def test_nested_phases_share_one_live_display():
+    import io
+
+    from rich.console import Console
+
+    from robustq.cli.progress import BarProgress, console_progress
+
+    out = Console(file=io.StringIO(), force_terminal=True, width=120)
+    outer, inner = console_progress(out), console_progress(out)
+    assert outer is inner and isinstance(outer, BarProgress)
+    with outer.phase("final model: certifying", total=2) as ph:
+        with inner.phase("decoding test images", total=3) as dec:    # no LiveError
+            dec.update(3)
+        ph.advance()

@@ -225,3 +225,18 @@ def test_unpickler_bounds_allocations_by_file_size(tmp_path):
     write_cifar_python(tmp_path / "ok")        # the real layout still loads
     ds = load_dataset(tmp_path / "ok", "test")
     assert ds.images.shape == (4, 32, 32, 3)
+
+
+def test_first_decode_reports_progress_to_the_default_reporter(tmp_path, monkeypatch):
+    from robustq.data.imagefolder import load_image_folder
+    from robustq.utils import progress
+
+    events = progress.CountingProgress()
+    monkeypatch.setattr(progress, "_default", [events])
+    write_image_folder(tmp_path / "tree", per_class=3)
+    load_image_folder(tmp_path / "tree", "test", cache_dir=tmp_path / "cache")
+    assert events.events[0][0] == "start" and events.events[0][1].startswith("decoding")
+    assert events.events[-2][2:] == (6, 6) and events.events[-1][0] == "end"
+    events.events.clear()
+    load_image_folder(tmp_path / "tree", "test", cache_dir=tmp_path / "cache")
+    assert events.events == []                         # cached: nothing to decode

@@ -52,7 +52,10 @@ def main() -> None:
         return
     try:
         from robustq.cli.app import app
+        from robustq.cli.progress import console_progress
+        from robustq.utils.progress import use
 
+        use(console_progress())
         app()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -111,6 +111,12 @@ class LineProgress(Events):
         self.last.pop(id(phase), None)
 
 
+_renderers: dict[int, Events] = {}
+
+
 def console_progress(out: Console = console) -> Events:
-    """Bars on a terminal, lines otherwise."""
-    return BarProgress(out) if out.is_terminal else LineProgress(out)
+    """Bars on a terminal, lines otherwise; one renderer per console, so nested phases (a data
+    set decoded while a search certifies) share one live display."""
+    if id(out) not in _renderers:
+        _renderers[id(out)] = BarProgress(out) if out.is_terminal else LineProgress(out)
+    return _renderers[id(out)]

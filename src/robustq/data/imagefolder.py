@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError, RobustqWarning
 from robustq.utils.io import atomic_write
+from robustq.utils.progress import silent
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm"}
 
@@ -104,6 +105,21 @@ def _decode(tree: _Tree, name: str) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def _decode_split(tree: _Tree, split: str, classes: tuple[str, ...], what: str
+                  ) -> tuple[list[np.ndarray], list[int]]:
+    """Every image of ``split``, class by class, reporting progress (the first decode of a
+    CIFAR-10 zip takes minutes; later loads read the cache)."""
+    names = [(label, n) for label, cls in enumerate(classes) for n in sorted(tree.files[split][cls])]
+    images, labels = [], []
+    with silent().phase(f"decoding {what} (once: then cached)", total=len(names)) as ph:
+        for k, (label, name) in enumerate(names, 1):
+            images.append(_decode(tree, name))
+            labels.append(label)
+            if k % 1000 == 0 or k == len(names):
+                ph.update(k)
+    return images, labels
+
+
 def load_image_folder(source: str | Path, split: str, cache_dir: str | Path | None = None,
                       use_cache: bool = True) -> ImageDataset:
     """Load one split; classes are the sorted folder names, identical across splits."""
@@ -131,11 +147,7 @@ def load_image_folder(source: str | Path, split: str, cache_dir: str | Path | No
                 f"{source}: class folders differ between splits {split!r} {list(classes)} "
                 f"and {other!r} {sorted(by_class)}"
             )
-    images, labels = [], []
-    for label, cls in enumerate(classes):
-        for name in sorted(tree.files[split][cls]):
-            images.append(_decode(tree, name))
-            labels.append(label)
+    images, labels = _decode_split(tree, split, classes, f"{source}:{split}")
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
         raise RobustqError(f"{source}: images of split {split!r} differ in size/channels "

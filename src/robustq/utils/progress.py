@@ -87,6 +87,16 @@ class CountingProgress(Progress):
         return [label for e, label, _, _ in self.events if e == event]
 
 
-def silent(progress: Progress | None) -> Progress:
-    """``progress``, or a silent one."""
-    return progress if progress is not None else Progress()
+_default: list[Progress] = [Progress()]
+
+
+def use(progress: Progress) -> None:
+    """Make ``progress`` the default for work not given one explicitly (the CLI sets its
+    renderer once, so phases deep in the stack, such as a data set's first decode, show too;
+    the library's own default is silent)."""
+    _default[0] = progress
+
+
+def silent(progress: Progress | None = None) -> Progress:
+    """``progress``, or the default (silent unless ``use`` set one)."""
+    return progress if progress is not None else _default[0]
