@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from robustq.certify.run import pairwise_differences
@@ -89,8 +88,9 @@ def finetuned_once(search: Search, policy: Policy, method: str, run_dir: Path, s
         if Policy.from_json(meta["quant"]["policy"]) != policy:
             fail(f"{saved}: holds a model of another policy; use a new --out")
         return model
-    model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
-                            search.cfg.finetune_lr, seed)
+    with console_progress().phase(f"{run_dir.name}: fine-tuning on {len(search.ft_ds)} images"):
+        model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
+                                search.cfg.finetune_lr, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_quantized(saved, model, search.card, {"sigma": search.sigma})
     return model
@@ -190,15 +190,12 @@ def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, te
     else:
         model = finetuned_once(search, cand.policy, search.cfg.method, out / "runs" / cand.name,
                                search.cfg.seed)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("ACR {task.fields[acr]:.3f}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(f"certify {cand.name}", total=None, acr=0.0)
+    with console_progress().phase(f"{cand.name}: certifying test images (n={test_n})") as ph:
         r = evaluate_on_test(model, cand.policy, search.cfg.data, search.sigma, test_images,
                              test_n, search.cfg, out / "runs" / cand.name, search.shape,
                              reuse=fp_run if cand.source is None else None,
-                             progress=lambda done, total, s: bar.update(
-                                 task, completed=done, total=total, acr=s["acr"]))
+                             progress=lambda done, total, s: ph.update(done, total=total,
+                                                                       acr=s["acr"]))
     return {"name": cand.name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
             **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()},
             **(cand.origin or {}), **({"policy": cand.policy.to_json()} if cand.policy else {})}

@@ -29,6 +29,7 @@ from robustq.utils.config import from_dict
 from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
+from robustq.utils.progress import silent
 from robustq.utils.provenance import provenance
 from robustq.utils.validate import check_sigma
 
@@ -138,6 +139,11 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dic
     return meta
 
 
+def _final_evaluation(model: nn.Module, test_ds: ImageDataset, cfg: TrainConfig) -> dict:
+    with silent().phase(f"final evaluation on {len(test_ds)} test images"):
+        return evaluate(model, test_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
+
+
 def _check_inputs(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
                   teacher: nn.Module | None) -> None:
     if (cfg.distill > 0) != (teacher is not None):
@@ -193,7 +199,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
                                                    "elapsed_s": elapsed})
         atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         reporter.end_epoch(record)
-    final = evaluate(model, test_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
+    final = _final_evaluation(model, test_ds, cfg)
     meta = {
         "dataset": {"source": train_ds.source, "train_images": len(train_ds),
                     "test_images": len(test_ds), "classes": list(train_ds.classes)},
