@@ -8,7 +8,6 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from robustq.certify.run import (
@@ -18,6 +17,7 @@ from robustq.certify.run import (
     samples_to_go,
 )
 from robustq.cli.common import DeviceOpt, SeedOpt, check_model_fits, console, friendly_errors
+from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
 from robustq.models.approx import approximate
@@ -73,17 +73,13 @@ def note_class_coverage(cfg: CertifyConfig, ds) -> None:
 
 def certify_with_progress(model: nn.Module, ds, cfg: CertifyConfig, out: Path, cache: bool,
                           incremental: Path | None, info: dict, device: torch.device) -> dict:
-    """Plain or IRS certification with a bar showing the running ACR and accuracy."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("ACR {task.fields[acr]:.3f} acc {task.fields[acc]:.3f}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("certify" if incremental is None else "IRS", total=None, acr=0.0,
-                            acc=0.0)
+    """Plain or IRS certification, progress showing the running ACR and accuracy."""
+    what = "certifying" if incremental is None else "IRS-certifying"
+    with console_progress().phase(f"{what} {len(cfg.indices(len(ds)))} images "
+                                  f"(n={cfg.n if incremental is None else cfg.n_p})") as ph:
 
         def progress(done, total, s):
-            bar.update(task, completed=done, total=total, acr=s["acr"],
-                       acc=s["smoothed_accuracy"])
+            ph.update(done, total=total, acr=s["acr"], acc=s["smoothed_accuracy"])
 
         if incremental is None:
             return certify_dataset(model, ds, cfg, out, cache=cache, model_info=info,
