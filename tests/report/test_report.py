@@ -194,3 +194,27 @@ def test_compare_table_rows_and_curves_reach_the_report(demo, tmp_path):
     (diff,) = _table_rows(page, "a - b", "ACR diff.")
     assert diff[0] == "arq - FP32" and paired[0]["a"] == "arq"
     assert diff[1] == f"{table[1]['acr'] - table[0]['acr']:.3f}" == f"{paired[0]['acr']['mean']:.3f}"
+    top = page[page.index('id="found"'):page.index('id="certification"')]  # the page opens
+    assert "What we found" in top                                          # with the answer
+    assert f"ACR {table[1]['acr']:.3f} vs FP32 {table[0]['acr']:.3f}" in top
+    assert f"[{paired[0]['acr']['low']:+.3f}, {paired[0]['acr']['high']:+.3f}]" in top
+    assert "ACR: average certified radius" in top
+
+
+def test_headline_reads_the_paired_interval_in_either_order():
+    from robustq.report.headline import compare_sentences
+
+    rows = [{"name": "FP32", "acr": 0.356, "smoothed_accuracy": 0.714, "bitops_percent": 100.0},
+            {"name": "ARQ", "acr": 0.272, "smoothed_accuracy": 0.65, "bitops_percent": 1.53},
+            {"name": "uniform 4/4", "acr": 0.289, "smoothed_accuracy": 0.66,
+             "bitops_percent": 1.5625}]
+    diff = {"mean": -0.084, "low": -0.098, "high": -0.070, "significant": True}
+    fp_minus_uniform = {"mean": 0.012, "low": -0.004, "high": 0.028, "significant": False}
+    paired = [{"a": "ARQ", "b": "FP32", "images": 500, "confidence": 0.95, "acr": diff},
+              {"a": "FP32", "b": "uniform 4/4", "images": 500, "confidence": 0.95,
+               "acr": fp_minus_uniform}]
+    arq, uni, best = compare_sentences("cmp", {"rows": rows, "paired": paired})
+    assert arq.startswith("ARQ at 1.53% BitOPs: ACR 0.272 vs FP32 0.356, -0.084 "
+                          "[-0.098, -0.070] (below FP32")
+    assert "-0.012 [-0.028, +0.004] (not distinguishable" in uni   # uniform minus FP32
+    assert best.endswith("uniform 4/4 (0.289).")

@@ -16,6 +16,7 @@ import numpy as np
 from robustq.bench.runner import METHODS
 from robustq.report import plots
 from robustq.report.collect import RunRecord, discover
+from robustq.report.headline import what_we_found
 from robustq.report.page import bullets, details, figure, fmt, page, para, row, table
 from robustq.report.samples import bench_samples
 from robustq.utils.errors import RobustqError
@@ -289,6 +290,14 @@ class _Report:
                       "time (UTC)"], rows, "as each run recorded it")
 
 
+DEFINITIONS = ('<p class="muted">ACR: average certified radius, the l2 radius (in [0, 1] pixel '
+               "units) within which the smoothed classifier provably keeps its answer, 0 for a "
+               "wrong or abstained image. Smoothed accuracy: how often the smoothed classifier "
+               "is right (an abstention counts as wrong). Intervals: paired over the same test "
+               "images (the same noise), a t interval of the per-image differences; they do "
+               "not include the variation between fine-tuning seeds.</p>")
+
+
 def build_report(run_dirs: Sequence[str | Path], out: str | Path,
                  title: str = "robustq report") -> dict[str, Any]:
     """Write the HTML report of the runs under ``run_dirs`` to ``out`` (atomically). Returns
@@ -303,6 +312,9 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path,
              ("demo", "Demo", rep.demo()),
              ("provenance", "Provenance", rep.provenance())]
     parts = [p for p in parts if p[2]]
+    found = what_we_found(records)
+    if found:
+        parts.insert(0, ("found", "What we found", bullets(found) + DEFINITIONS))
     runs = bullets([f"{r.name}: {r.kind} ({_rel(r.path, out.parent)})" for r in records])
     intro = details(f"{len(records)} run{'' if len(records) == 1 else 's'} read", runs)
     if rep.missing:
