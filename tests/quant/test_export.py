@@ -220,3 +220,20 @@ def test_one_loader_for_fp_quantized_and_deployed_models(setup, tmp_path):
     assert agreement(q_l.model, d_l.model, noisy) > 0.9
     with pytest.raises(RobustqError, match="robustq.load"):
         load_checkpoint(qpath)
+
+
+def test_auto_engine_is_the_fastest_that_keeps_the_classifier(setup):
+    from robustq.certify.rundir import sampled_classifier
+    from robustq.quant.engines import COMPILE_FROM_SAMPLES, auto_engine
+
+    fp = setup[2]
+    q, _, _ = quantized(setup, "lsq", 4)
+    assert auto_engine(fp, COMPILE_FROM_SAMPLES) == "onnx"
+    assert auto_engine(q, COMPILE_FROM_SAMPLES) == "compile"      # onnx: another classifier
+    assert auto_engine(fp, COMPILE_FROM_SAMPLES - 1) == auto_engine(q, 10) == "torch"
+    legacy = {"checkpoint": "/m", "engine": "torch (frozen, traced/compiled)"}
+    now = {"checkpoint": "/m", "engine": "onnx", "classifier": "checkpoint",
+           "runtime": "onnxruntime", "deployed": {"path": "/run/deployed.onnx"},
+           "source": {"sha256": "ab"}}
+    assert sampled_classifier(legacy) == sampled_classifier(now)      # a resume is accepted
+    assert sampled_classifier({**now, "classifier": "deployed"}) != sampled_classifier(legacy)

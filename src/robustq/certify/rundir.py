@@ -98,6 +98,9 @@ def sampled_classifier(model: Any) -> Any:
     ident = {"device": "cpu", **{k: v for k, v in model.items() if k not in ("engine", "runtime")}}
     if "classifier" not in ident and model.get("engine") in LEGACY_ENGINES:
         ident["classifier"] = LEGACY_ENGINES[model["engine"]]
+    if ident.get("classifier") == "checkpoint":       # fp32 ONNX Runtime: the file is the engine's
+        for key in ("deployed", "source"):
+            ident.pop(key, None)
     return ident
 
 
