@@ -127,9 +127,12 @@ def test_plain_progress_lines_name_the_work_in_progress_without_flooding():
                 ph.update(acr=0.5)
             ph.advance()
     lines = buf.getvalue().splitlines()
-    assert len(lines) == 5 and all(re.match(r"\d\d:\d\d:\d\d ", ln) for ln in lines)
-    assert "episode 2/3: fine-tuning 1/3" in lines[2] and lines[-1].split(" ", 1)[1].startswith(
+    assert len(lines) == 4 and all(re.match(r"\d\d:\d\d:\d\d ", ln) for ln in lines)
+    assert "episode 2/3: fine-tuning 1/3" in lines[1] and lines[-1].split(" ", 1)[1].startswith(
         "finished: episode 3/3: fine-tuning 3/3")
+    with progress.phase("refused while starting"):               # no update: says nothing
+        pass
+    assert len(buf.getvalue().splitlines()) == 4
 
 
 def test_nested_phases_share_one_live_display():

@@ -84,8 +84,8 @@ class BarProgress(Events):
 
 
 class LineProgress(Events):
-    """Timestamped lines: a phase's start, every label change, at most one line per
-    ``every_s`` seconds otherwise, and its end."""
+    """Timestamped lines: a phase's first update, every label change, at most one line per
+    ``every_s`` seconds otherwise, and its end (if it said anything)."""
 
     def __init__(self, console: Console, every_s: float = PLAIN_EVERY_S) -> None:
         self.console, self.every_s = console, every_s
@@ -99,7 +99,8 @@ class LineProgress(Events):
         self.last[id(phase)] = (time.monotonic(), phase.label)
 
     def on_start(self, phase: Phase) -> None:
-        self._line(phase)
+        pass               # said with the first update: a run refused while starting says
+        #                    only its error
 
     def on_update(self, phase: Phase) -> None:
         when, label = self.last.get(id(phase), (0.0, ""))
@@ -107,8 +108,9 @@ class LineProgress(Events):
             self._line(phase)
 
     def on_end(self, phase: Phase) -> None:
-        self._line(phase, "finished: ")
-        self.last.pop(id(phase), None)
+        if self.last.pop(id(phase), None) is not None:
+            self._line(phase, "finished: ")
+            self.last.pop(id(phase), None)
 
 
 _renderers: dict[int, Events] = {}
