@@ -317,6 +317,7 @@ def test_ctrl_c_during_start_up(monkeypatch, capsys):
             raise KeyboardInterrupt
 
     monkeypatch.setitem(sys.modules, "robustq.cli.app", Loading("robustq.cli.app"))
+    monkeypatch.setattr(sys, "argv", ["robustq", "models"])    # a command: the commands load
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
