@@ -108,9 +108,9 @@ class LineProgress(Events):
             self._line(phase)
 
     def on_end(self, phase: Phase) -> None:
-        if self.last.pop(id(phase), None) is not None:
+        if id(phase) in self.last:
             self._line(phase, "finished: ")
-            self.last.pop(id(phase), None)
+            del self.last[id(phase)]
 
 
 _renderers: dict[int, Events] = {}

@@ -191,6 +191,11 @@ class Search:
         bits = np.array([action_to_bits(float(a), c.b_min, c.b_max) for a in actions])
         return states, actions, bits[0::2], bits[1::2]
 
+    @property
+    def episodes_total(self) -> int:
+        """Episodes the search runs (uniform has one policy: one episode)."""
+        return 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
+
     def run(self, progress: Progress | None = None) -> dict[str, Any]:
         """Run the episodes still to do (resuming a killed search); returns the best episode.
         ``progress`` gets the FP cache's phase, then one "episodes" phase whose label names
@@ -198,7 +203,7 @@ class Search:
         ctx = self.context(progress)
         reward_fn = get_reward("arq" if self.cfg.strategy == "arq" else "haq")
         start, best = self._resume()
-        episodes = 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
+        episodes = self.episodes_total
         with silent(progress).phase("episodes", total=episodes, done=start) as ph:
             for ep in range(start, episodes):
                 line = self._episode(ep, ctx, reward_fn, ph)
@@ -212,7 +217,7 @@ class Search:
 
     def _episode(self, ep: int, ctx: RewardContext, reward_fn, ph: Phase) -> dict[str, Any]:
         """One episode: propose, enforce the budget, fine-tune, reward, observe; its log line."""
-        episodes = 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
+        episodes = self.episodes_total
         t0 = time.perf_counter()
         states, actions, w, a = self.propose(ep)
         w, a = self.budget.enforce(self.table, w, a)
