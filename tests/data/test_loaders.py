@@ -78,6 +78,29 @@ def test_embedded_default_is_stratified_real_mnist():
     assert 0.05 < train.images.mean() / 255 < 0.25     # real digits: mostly dark background
 
 
+def test_embedded_cifar10_is_stratified_real_cifar():
+    from robustq.data.embedded import CIFAR10_CLASSES
+
+    train, test = load_dataset("embedded-cifar10", "train"), load_dataset("embedded-cifar10",
+                                                                           "test")
+    assert train.images.shape == (1200, 32, 32, 3) and test.images.shape == (300, 32, 32, 3)
+    assert np.bincount(train.labels).tolist() == [120] * 10
+    assert np.bincount(test.labels).tolist() == [30] * 10
+    assert train.classes == CIFAR10_CLASSES and train.source == "embedded:cifar10"
+    # real photographs: CIFAR-10's channel means (0.49, 0.48, 0.45) within sampling error
+    np.testing.assert_allclose(train.images.reshape(-1, 3).mean(0) / 255,
+                               [0.4913, 0.4821, 0.4465], atol=0.02)
+    assert load_dataset("embedded-mnist", "test").source == "embedded:mnist"
+
+
+def test_unknown_embedded_name_lists_the_packaged_ones():
+    from robustq.data.embedded import load_embedded
+    from robustq.utils.errors import RobustqError
+
+    with pytest.raises(RobustqError, match="embedded-cifar10"):
+        load_embedded("test", "embedded-imagenet")
+
+
 def test_tensors_are_unit_range_nchw(tiny_rgb_dataset):
     x, y = tiny_rgb_dataset.tensors()
     assert x.shape == (64, 3, 8, 8) and 0 <= x.min() and x.max() <= 1 and y.dtype.is_signed

@@ -23,8 +23,9 @@ from robustq.utils.errors import RobustqError
 from robustq.utils.io import file_sha256
 from robustq.utils.validate import check_sigma
 
-DataOpt = Annotated[str, typer.Option("--data", help="'embedded', a CIFAR-10/MNIST directory, "
-                                      "or an ImageFolder directory or .zip")]
+DataOpt = Annotated[str, typer.Option("--data", help="'embedded' (MNIST subset), "
+                                      "'embedded-cifar10', a CIFAR-10/MNIST directory, or an "
+                                      "ImageFolder directory or .zip")]
 
 
 def set_threads(threads: int | None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from robustq.data.cifar import load_cifar10_binary, load_cifar10_python
 from robustq.data.dataset import ImageDataset
-from robustq.data.embedded import EMBEDDED_NAME, load_embedded
+from robustq.data.embedded import EMBEDDED, load_embedded
 from robustq.data.imagefolder import load_image_folder
 from robustq.data.mnist import is_mnist_dir, load_mnist
 from robustq.utils.errors import RobustqError
@@ -16,12 +16,13 @@ FORMATS = ("embedded", "cifar10-python", "cifar10-binary", "mnist-idx", "imagefo
 
 def detect_format(source: str | Path) -> tuple[str, Path | None]:
     """Which loader reads ``source``, and the path it should be given."""
-    if str(source) == EMBEDDED_NAME:
+    if str(source) in EMBEDDED:
         return "embedded", None
     path = Path(source)
     if not path.exists():
-        raise RobustqError(f"{path}: no such file or directory (expected 'embedded', a .zip, "
-                           "or a directory of CIFAR-10, MNIST IDX or ImageFolder data)")
+        raise RobustqError(f"{path}: no such file or directory (expected 'embedded', "
+                           "'embedded-cifar10', a .zip, or a directory of CIFAR-10, MNIST IDX "
+                           "or ImageFolder data)")
     if path.is_file():
         if path.suffix == ".zip":
             return "imagefolder", path
@@ -45,13 +46,14 @@ def load_dataset(source: str | Path, split: str, cache_dir: str | Path | None = 
                  ) -> ImageDataset:
     """Load split ``train`` or ``test`` of ``source`` as uint8 images with labels and classes.
 
-    ``source`` is ``embedded`` (the packaged MNIST subset), a CIFAR-10 directory in either
+    ``source`` is ``embedded`` / ``embedded-cifar10`` (the packaged MNIST and CIFAR-10
+    subsets), a CIFAR-10 directory in either
     official layout, a directory of MNIST IDX files (gzipped or not), or an ImageFolder tree
     (directory or .zip). Bad data raises :class:`RobustqError` naming the file.
     """
     fmt, path = detect_format(source)
     if fmt == "embedded":
-        return load_embedded(split)
+        return load_embedded(split, str(source))
     if fmt == "cifar10-python":
         return load_cifar10_python(path, split)
     if fmt == "cifar10-binary":
