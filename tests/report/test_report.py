@@ -19,19 +19,34 @@ from robustq.cli.demo_cmd import DemoConfig, run_demo
 from robustq.cli.main import app
 from robustq.report import build_report, discover
 from robustq.report.plots import pareto_front
+from robustq.utils.progress import CountingProgress
 
-TINY = DemoConfig(episodes=2, warmup=1, finetune_images=200, holdout_images=50,
+TINY = DemoConfig(data="embedded", episodes=2, warmup=1, finetune_images=200, holdout_images=50,
                   search_cert_images=5, search_n=200, n_p=100, test_images=10, n=200,
                   bench_images=20, attack_images=10, autoattack_images=0,
                   corruptions=("fog", "gaussian_noise"))
 
 
+DEMO_EVENTS = CountingProgress()
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    rec = run_demo(TINY, out, say=lambda m: None)
+    rec = run_demo(TINY, out, say=lambda m: None, progress=DEMO_EVENTS)
     assert rec["finished"]
     return out
+
+
+def test_every_long_demo_phase_reports_progress(demo):
+    started = DEMO_EVENTS.labels("start")
+    for phase in ("FP32: certifying test images", "FP cache: certifying", "episodes",
+                  "final model: fine-tuning", "final model: certifying", "arq: IRS certification",
+                  "uniform: IRS certification", "bench units"):
+        assert any(label.startswith(phase) for label in started), (phase, started)
+    fp_updates = [e for e in DEMO_EVENTS.events
+                  if e[0] == "update" and e[1].startswith("FP32: certifying")]
+    assert [e[2] for e in fp_updates] == list(range(1, TINY.test_images + 1))  # one per image
 
 
 def _table_rows(page: str, *headers: str) -> list[list[str]]:
@@ -93,7 +108,7 @@ def test_half_finished_runs_say_what_is_missing(demo, tmp_path):
     (run / "certify/fp/summary.json").unlink()
     (run / "search/arq/final.json").unlink()
     (run / "bench/results.json").unlink()
-    shutil.rmtree(run / "bench/cells/minmax_w8a8")
+    shutil.rmtree(run / "bench/cells/lsq_w8a8")
     rec = json.loads((run / "demo.json").read_text())
     (run / "demo.json").write_text(json.dumps({**rec, "finished": False, "step": "bench"}))
     result = build_report([run], tmp_path / "r.html")
@@ -174,11 +189,11 @@ def test_headless_chromium_renders_plots_and_tables(demo, tmp_path):
 
 
 def test_compare_table_rows_and_curves_reach_the_report(demo, tmp_path):
-    from robustq.cli.demo_cmd import EMBEDDED_MODEL
-    from robustq.data.embedded import embedded_dir
+    from robustq.data.embedded import embedded_dir, embedded_set
 
     res = CliRunner().invoke(app, [
-        "compare", str(embedded_dir() / EMBEDDED_MODEL), str(demo / "search/arq/best_policy.json"),
+        "compare", str(embedded_dir() / embedded_set("embedded").model),
+        str(demo / "search/arq/best_policy.json"),
         "--out", str(tmp_path / "cmp"), "--finetune-images", "100", "--holdout-images", "50",
         "--test-images", "10", "--test-n", "100"])
     assert res.exit_code == 0, res.output
@@ -218,3 +233,45 @@ def test_headline_reads_the_paired_interval_in_either_order():
                           "[-0.098, -0.070] (below FP32")
     assert "-0.012 [-0.028, +0.004] (not distinguishable" in uni   # uniform minus FP32
     assert best.endswith("uniform 4/4 (0.289).")
+
+
+def test_demo_opens_with_its_paired_comparison_and_a_compact_table(demo):
+    rec = json.loads((demo / "demo.json").read_text())
+    cmp = rec["comparison"]
+    assert [r["name"] for r in cmp["rows"]] == ["FP32", "ARQ", "uniform 4/4"]
+    assert {(d["a"], d["b"]) for d in cmp["paired"]} == {("ARQ", "FP32"), ("uniform 4/4", "FP32"),
+                                                         ("uniform 4/4", "ARQ")}
+    page = (demo / "report.html").read_text()
+    top = page[page.index('id="found"'):page.index('id="certification"')]
+    arq = cmp["rows"][1]
+    assert f"ARQ at {arq['bitops_percent']:.2f}% BitOPs: ACR {arq['acr']:.3f}" in top
+    assert "uniform 4/4 minus ARQ: ACR" in html.unescape(top)
+    rows = _table_rows(top, "model", "BitOPs %", "smoothed acc", "ACR")
+    assert [r[0] for r in rows] == ["FP32", "ARQ", "uniform 4/4"]
+    arq_fp = next(d for d in cmp["paired"] if d["a"] == "ARQ")["acr"]
+    assert rows[1][4].startswith(f"{arq_fp['mean']:+.3f} [")
+
+
+def test_quantize_and_amplification_runs_reach_the_report(tmp_path):
+    from robustq.data.embedded import embedded_dir, embedded_set
+
+    ckpt = str(embedded_dir() / embedded_set("embedded").model)
+    res = CliRunner().invoke(app, ["quantize", ckpt, "--bits", "4/4", "--first-last", "0",
+                                   "--epochs", "0", "--out", str(tmp_path / "runs/q4")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["amplification", ckpt, str(tmp_path / "runs/q4/model"
+                                   ".safetensors"), "--attack", "fgsm", "--images", "8",
+                                   "--out", str(tmp_path / "runs/amp/amplification.json")])
+    assert res.exit_code == 0, res.output
+    build_report([tmp_path / "runs"], tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    (row,) = _table_rows(page, "run", "arch", "quantization")
+    assert row[0] == "runs/q4" and row[2] == "lsq uniform W4/A4"
+    amp = json.loads((tmp_path / "runs/amp/amplification.json").read_text())
+    rows = _table_rows(page, "model", "quantization", "mean amplification")
+    assert [r[1] for r in rows] == ["FP32", row[2]]
+    fp_layers = next(iter(amp["models"].values()))["layers"]
+    assert rows[0][2] == f"{np.mean(list(fp_layers.values())):.3f}"
+    # the amplification file given directly is read too
+    assert build_report([tmp_path / "runs/amp/amplification.json"], tmp_path / "a.html")["runs"] \
+        == ["amplification"]

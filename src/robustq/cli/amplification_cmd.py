@@ -26,7 +26,8 @@ from robustq.utils.validate import check_int, parse_number
 @friendly_errors(out_file=True, on_interrupt=NOTHING)
 def amplification_cmd(
     checkpoints: Annotated[list[Path], typer.Argument(help="FP and/or quantized checkpoints")],
-    out: Annotated[Path, typer.Option(help="output JSON file")],
+    out: Annotated[Path, typer.Option(help="output JSON file (the report reads it given "
+                                      "directly, or as amplification.json in a run directory)")],
     data: DataOpt = "embedded",
     attack: Annotated[str, typer.Option(help="fgsm | pgd")] = "pgd",
     norm: Annotated[str, typer.Option(help="linf | l2")] = "linf",
@@ -44,7 +45,7 @@ def amplification_cmd(
     att = get_attack(attack, norm, eps_value, seed=seed)
     ds = load_dataset(data, "test").spread(images)
     x, y = ds.tensors()
-    result = {"attack": att.label, "images": len(ds), "models": {}}
+    result = {"kind": "amplification", "attack": att.label, "images": len(ds), "models": {}}
     for ckpt in checkpoints:
         model, meta = load_model(ckpt)
         x_adv = att(model, x, y)

@@ -10,7 +10,11 @@ Run kinds, by the file that marks their directory:
 - ``bench``: ``bench.json`` + unit cells (summarized from the cells when ``results.json`` is
   missing or older than the last unit);
 - ``dq``: ``dq.json`` (``benchmarks/dq_experiment.py``);
-- ``demo``: ``demo.json`` (timings of ``robustq demo``), whose sub-runs are found separately.
+- ``demo``: ``demo.json`` (timings of ``robustq demo``), whose sub-runs are found separately;
+- ``model``: ``model.safetensors`` of ``robustq train`` / ``robustq quantize`` (its metadata:
+  card, quantization, accuracy, training history; the weights are not read);
+- ``amplification``: ``amplification.json`` of ``robustq amplification`` (or that file given
+  directly, under any name).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from safetensors import SafetensorError, safe_open
 
 from robustq.bench.runner import CONFIG_FILE as BENCH_CONFIG
 from robustq.bench.tables import collect_results
@@ -154,16 +160,41 @@ def load_demo(path: Path, name: str) -> RunRecord:
     return rec
 
 
+def load_model_run(path: Path, name: str) -> RunRecord:
+    """A train / quantize output: the checkpoint's metadata (safetensors header only)."""
+    ckpt = path / "model.safetensors"
+    try:
+        with safe_open(str(ckpt), "np") as f:
+            meta = json.loads((f.metadata() or {}).get("robustq", "{}"))
+    except (OSError, ValueError, SafetensorError) as e:
+        raise RobustqError(f"{ckpt}: unreadable checkpoint ({e})") from None
+    return RunRecord("model", name, path, meta, sources=[ckpt], provenance=meta.get("provenance"))
+
+
+def load_amplification(path: Path, name: str) -> RunRecord:
+    """``robustq amplification``'s JSON (``path``: its directory or the file itself)."""
+    file = path if path.is_file() else path / "amplification.json"
+    meta = _json(file)
+    if not isinstance(meta.get("models"), dict):
+        raise RobustqError(f"{file}: not a robustq amplification result (no 'models')")
+    return RunRecord("amplification", name, file, meta, sources=[file],
+                     provenance=meta.get("provenance"))
+
+
 # marker file -> loader; a directory with a marker is one run (its subdirectories belong to it)
 _MARKERS = (("search.json", load_search), ("compare.json", load_compare),
-            (BENCH_CONFIG, load_bench), ("dq.json", load_dq), (RUN, load_certify))
+            (BENCH_CONFIG, load_bench), ("dq.json", load_dq), (RUN, load_certify),
+            ("amplification.json", load_amplification), ("model.safetensors", load_model_run))
 
 
 def discover(paths: list[str | Path]) -> list[RunRecord]:
-    """Every run under ``paths`` (directories), in a stable order. Raises ``RobustqError`` for a
-    path that does not exist or holds no robustq results."""
+    """Every run under ``paths`` (directories, or an amplification JSON file), in a stable
+    order. Raises ``RobustqError`` for a path that does not exist or holds no robustq results."""
     records: list[RunRecord] = []
     for p in map(Path, paths):
+        if p.is_file() and p.suffix == ".json":
+            records.append(load_amplification(p, p.stem))
+            continue
         if not p.is_dir():
             raise RobustqError(f"{p}: no such run directory")
         found = 0

@@ -118,12 +118,17 @@ def rewards(series: Mapping[str, Sequence[float]], warmup: int = 0) -> str:
 
 
 def heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str,
-            fmt: str = "{:.3f}", reverse: bool = False) -> str:
-    """A labelled heat map; NaN cells (not run) are left blank. ``reverse`` for lower-is-better."""
-    fig = _figure(1.2 + 0.9 * len(cols), 0.9 + 0.45 * len(rows))
+            fmt: str = "{:.3f}", reverse: bool = False,
+            scale: tuple[float, float] = (0.0, 1.0)) -> str:
+    """A labelled heat map with a colour bar on the fixed ``scale`` (the metric's range, not
+    the plot's own, so 0.983 and 0.984 look alike); values beyond it take the end colours.
+    NaN cells (not run) are left blank. ``reverse`` for lower-is-better."""
+    fig = _figure(2.0 + 0.9 * len(cols), 0.9 + 0.45 * len(rows))
     ax = fig.add_subplot()
     v = np.ma.masked_invalid(np.asarray(values, float))
-    im = ax.imshow(v, cmap="viridis_r" if reverse else "viridis", aspect="auto")
+    im = ax.imshow(v, cmap="viridis_r" if reverse else "viridis", aspect="auto",
+                   vmin=scale[0], vmax=scale[1])
+    fig.colorbar(im, ax=ax, fraction=0.08, pad=0.03).ax.tick_params(labelsize=7)
     for i in range(v.shape[0]):
         for j in range(v.shape[1]):
             if not np.ma.is_masked(v[i, j]):
