@@ -37,9 +37,14 @@ def test_grid_runs_resumes_and_summarizes(setup, tmp_path):
     events = CountingProgress()
     BenchRun(cfg, tmp_path / "full").run(events)
     units = len((tmp_path / "full" / "units.jsonl").read_text().splitlines())
-    ups = [e for e in events.events if e[0] == "update"]
+    ups = [e for e in events.events if e[0] == "update" and "images): " not in e[1]]
     # each unit is named while it runs (done still counts the units before it), then counted
     assert len(ups) == 2 * units
+    # AutoAttack also names the stage of its cascade in progress
+    stages = [e[1] for e in events.events if "images): " in e[1]]
+    assert stages and all(s.startswith("minmax_w4a4 adversarial autoattack") or
+                          s.startswith("fp adversarial autoattack") for s in stages)
+    assert any(s.endswith("apgd-ce") for s in stages), stages
     for running, finished in zip(ups[::2], ups[1::2], strict=True):
         assert "images)" in running[1] and finished[1] == running[1]
         assert finished[2] == running[2] + 1

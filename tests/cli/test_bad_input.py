@@ -360,15 +360,15 @@ def test_certify_on_a_missing_gpu_is_one_line(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("command", ["train", "quantize"])
-def test_train_and_quantize_on_a_missing_gpu_is_one_line(tmp_path, command):
+@pytest.mark.parametrize("command", ["train", "quantize", "search", "compare", "bench"])
+def test_every_model_command_on_a_missing_gpu_is_one_line(tmp_path, command):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    args = ([command, "--out", str(tmp_path / "t"), "--device", "cuda:0"] if command == "train"
-            else [command, "src/robustq/embedded/small_cnn_mnist_sigma0.25.safetensors",
-                  "--bits", "4/4", "--out", str(tmp_path / "t"), "--device", "cuda:0"])
+    ckpt = "src/robustq/embedded/small_cnn_mnist_sigma0.25.safetensors"
+    extra = {"train": [], "quantize": [ckpt, "--bits", "4/4"]}.get(command, [ckpt])
+    args = [command, *extra, "--out", str(tmp_path / "t"), "--device", "cuda:0"]
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "--device cuda:0" in res.output, res.output
     assert not (tmp_path / "t").exists()

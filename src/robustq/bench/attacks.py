@@ -17,8 +17,9 @@ that gradient masking (Square finding adversarial examples the white-box attacks
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from pyautoattack import AutoAttack as Reference
 from torch import nn
 
+from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 
 NORMS = ("linf", "l2")
@@ -167,6 +169,45 @@ def _fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 WHITE_BOX = ["apgd-ce", "apgd-t", "fab-t"]
 
 
+class _StageHandler(logging.Handler):
+    """Forwards the reference's per-attack debug lines ("running apgd-t", "apgd-t - 1/2 - ...",
+    "robust accuracy after APGD-T: 52.00% ...") to a callback, as short progress labels."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("running "):
+            self.say(msg[len("running "):])
+        elif " - " in msg and "successfully perturbed" in msg:
+            attack, batch = msg.split(" - ")[:2]
+            self.say(f"{attack}, batch {batch}")
+        elif msg.startswith("robust accuracy after"):
+            self.say(msg.split(" (")[0])
+
+
+@contextlib.contextmanager
+def autoattack_stages(say: Callable[[str], None]) -> Iterator[None]:
+    """While open, AutoAttack reports each stage and batch of the reference's cascade to
+    ``say`` (nothing is printed; the results are unchanged)."""
+    log = logging.getLogger("auto-attack")
+    handler, level = _StageHandler(say), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    _STAGES.append(say)
+    try:
+        yield
+    finally:
+        _STAGES.remove(say)
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+_STAGES: list[Callable[[str], None]] = []
+
+
 @register_attack("autoattack")
 @dataclass
 class AutoAttack(Attack):
@@ -183,14 +224,15 @@ class AutoAttack(Attack):
     def perturb(self, model, x, y, gen):
         aa = Reference(model, norm="Linf" if self.norm == "linf" else "L2", eps=self.eps,
                        seed=self.seed, version="standard", device=x.device)
-        aa.verbose = False
+        aa.verbose = bool(_STAGES)        # its debug lines feed autoattack_stages only
         with torch.no_grad():
             classes = model(x[:1]).shape[1]
         if classes < 4:
             raise RobustqError(f"AutoAttack standard needs at least 4 classes (its DLR loss); "
                                f"the model has {classes}")
         aa.apgd_targeted.n_target_classes = aa.fab.n_target_classes = min(9, classes - 1)
-        logging.getLogger("auto-attack").setLevel(logging.WARNING)
+        if not _STAGES:
+            logging.getLogger("auto-attack").setLevel(logging.WARNING)
         with torch.no_grad():
             correct = model(x).argmax(1) == y
         x_adv = x.clone()
@@ -223,9 +265,11 @@ def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 500) ->
     was_training = model.training
     model.eval()
     try:
+        device = module_device(model)
         with torch.inference_mode():
-            return torch.cat([model(x[i:i + batch_size].contiguous(
-                memory_format=torch.channels_last)).argmax(1) for i in range(0, len(x), batch_size)])
+            return torch.cat([model(x[i:i + batch_size].to(device).contiguous(
+                memory_format=torch.channels_last)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 
@@ -235,10 +279,11 @@ def attack_correct(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.T
     """Per-sample bool: does ``model`` classify the attacked image correctly?"""
     out = []
     details: dict[str, int] = {}
+    device = module_device(model)           # the attack runs where the model is
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         x_adv = attack(model, xb, yb)
-        out.append(predict_batches(model, x_adv) == yb)
+        out.append(predict_batches(model, x_adv) == yb.cpu())
         for k, v in attack.details.items():
             details[k] = details.get(k, 0) + v
     attack.details = details

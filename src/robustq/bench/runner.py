@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustq.bench.attacks import Attack, attack_correct, get_attack, predict_batches
+from robustq.bench.attacks import Attack, attack_correct, autoattack_stages, get_attack, predict_batches
 from robustq.bench.corruptions import ALL as ALL_CORRUPTIONS
 from robustq.bench.corruptions import BENCHMARK, SEVERITIES, corrupt
 from robustq.bench.systematic import VARIANTS, encode_images, systematic_images
@@ -179,8 +179,10 @@ class Unit:
 class BenchRun:
     """A (resumable) benchmark in ``out``; see the module docstring for the layout."""
 
-    def __init__(self, cfg: BenchConfig, out: str | Path) -> None:
+    def __init__(self, cfg: BenchConfig, out: str | Path,
+                 device: torch.device | None = None) -> None:
         self.cfg, self.out = cfg, Path(out)
+        self.device = device or torch.device("cpu")   # models and attacks; data stays on CPU
         fp, _ = load_model(cfg.checkpoint)
         self.test = load_dataset(cfg.data, "test")
         if self.test.num_classes != fp.num_classes:
@@ -206,11 +208,11 @@ class BenchRun:
 
     def load(self, key: str) -> nn.Module:
         if key == "fp":
-            return load_model(self.cfg.checkpoint)[0].eval()
+            return load_model(self.cfg.checkpoint)[0].eval().to(self.device)
         path = self.model_dir(key) / "model.safetensors"
         if not path.is_file():
             self._finetune(key)
-        return load_model(path)[0].eval()
+        return load_model(path)[0].eval().to(self.device)
 
     def _finetune(self, key: str) -> None:
         _, method, bits = next(m for m in self.cfg.models() if m[0] == key)
@@ -222,7 +224,8 @@ class BenchRun:
         quantize_and_finetune(fp, card, uniform_policy(fp, bits, bits), method, train_ds,
                               self.ds.subset([]), tcfg, self.model_dir(key), resume=True,
                               finetune=method != "minmax",
-                              base_meta={"checkpoint": self.cfg.checkpoint})
+                              base_meta={"checkpoint": self.cfg.checkpoint},
+                              device=self.device)
 
     # ----- units
     def unit_path(self, u: Unit) -> Path:
@@ -306,15 +309,19 @@ class BenchRun:
         work_left = sum(u.images * _cost(u) for u in todo)
         with silent(progress).phase("bench units", len(plan), len(plan) - len(todo)) as ph:
             for u in todo:
-                ph.update(label=f"{u.model} {u.family} {u.name} ({u.images} images)")
+                label = f"{u.model} {u.family} {u.name} ({u.images} images)"
+                ph.update(label=label)
                 t0 = time.perf_counter()
-                correct = np.asarray(u.run(), bool)
+                with autoattack_stages(lambda stage, label=label: ph.update(
+                        label=f"{label}: {stage}")):
+                    correct = np.asarray(u.run(), bool)
                 dt = time.perf_counter() - t0
                 atomic_write_npy(self.unit_path(u), correct)
                 self._log(u, dt, correct)
                 spent, work_done = spent + dt, work_done + u.images * _cost(u)
                 work_left -= u.images * _cost(u)
-                ph.advance(eta_s=spent / max(work_done, 1) * work_left)
+                ph.update(ph.done + 1, label=label,      # the unit, not its last stage
+                          eta_s=spent / max(work_done, 1) * work_left)
 
     def _log(self, u: Unit, seconds: float, correct: np.ndarray) -> None:
         line = {"model": u.model, "family": u.family, "unit": u.name, "images": int(len(correct)),

@@ -10,9 +10,9 @@ import typer
 
 from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
-from robustq.cli.common import SeedOpt, console, friendly_errors
+from robustq.cli.common import DeviceOpt, SeedOpt, console, friendly_errors
 from robustq.cli.progress import console_progress
-from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.cli.train_cmd import DataOpt, set_machine
 from robustq.utils.validate import parse_int, parse_names, parse_numbers
 
 
@@ -43,9 +43,10 @@ def bench_cmd(
     finetune_images: Annotated[int, typer.Option(help="training images per QAT epoch")] = 10_000,
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Benchmark adversarial, natural and systematic robustness of quantized models."""
-    set_threads(threads)
+    where = set_machine(threads, device)
     kw = {"corruptions": parse_names(corruptions, "--corruptions")} if corruptions is not None \
         else {}
     bit_list = tuple(parse_int(b, "--bits") for b in parse_names(bits, "--bits"))
@@ -60,7 +61,7 @@ def bench_cmd(
                       models_dir=str(models_dir) if models_dir else None,
                       finetune_epochs=finetune_epochs, finetune_images=finetune_images, seed=seed,
                       **kw)
-    run = BenchRun(cfg, out)
+    run = BenchRun(cfg, out, where)
     run.run(console_progress())
     print_results(out)
 

@@ -12,9 +12,9 @@ import typer
 from torch import nn
 
 from robustq.certify.run import pairwise_differences
-from robustq.cli.common import SeedOpt, console, fail, friendly_errors
+from robustq.cli.common import DeviceOpt, SeedOpt, console, fail, friendly_errors
 from robustq.cli.progress import console_progress
-from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.cli.train_cmd import DataOpt, set_machine
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.policy import Policy
 from robustq.search.evaluate import build_quantized
@@ -55,9 +55,10 @@ def search_cmd(
     test_n: Annotated[int, typer.Option(help="final samples per image")] = 10_000,
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
-    set_threads(threads)
+    where = set_machine(threads, device)
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy=strategy, budget=budget,
                        episodes=episodes, warmup=warmup, method=method, sigma=sigma,
                        finetune_images=finetune_images, holdout_images=holdout_images,
@@ -67,7 +68,7 @@ def search_cmd(
         console.print(f"[yellow]warning:[/] all {episodes} episodes are random warm-up "
                       f"(--warmup {warmup}): the DDPG agent never chooses a policy, so this is "
                       "a random search; pass --warmup below --episodes")
-    search = Search(cfg, out)
+    search = Search(cfg, out, where)
     progress = console_progress()
     best = search.run(progress)
     console.print(f"best reward {best['reward']:.4f} at episode {best['episode']} "
@@ -157,9 +158,10 @@ def compare_cmd(
                                                 "settings: its certificates are the FP32 row")]
     = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
-    set_threads(threads)
+    where = set_machine(threads, device)
     check_int(test_images, "--test-images", 2)
     check_int(test_n, "--test-n", 1)
     fp, _ = load_model(checkpoint)
@@ -167,7 +169,7 @@ def compare_cmd(
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy="uniform", method=method,
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=1, seed=seed)
-    search = Search(cfg, out / "setup")
+    search = Search(cfg, out / "setup", where)
     rows: list[dict] = []
     for cand in cands:
         rows.append(compare_row(search, cand, out, test_images, test_n, fp_run))
@@ -190,6 +192,7 @@ def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, te
     else:
         model = finetuned_once(search, cand.policy, search.cfg.method, out / "runs" / cand.name,
                                search.cfg.seed)
+    model = model.to(search.device)
     with console_progress().phase(f"{cand.name}: certifying test images (n={test_n})") as ph:
         r = evaluate_on_test(model, cand.policy, search.cfg.data, search.sigma, test_images,
                              test_n, search.cfg, out / "runs" / cand.name, search.shape,

@@ -12,6 +12,7 @@ from torch import nn
 from robustq.quant.layers import QuantConv2d, QuantLayer, QuantLinear, quantizable_layers
 from robustq.quant.policy import LayerBits, Policy
 from robustq.quant.quantizers import get_quantizers
+from robustq.utils.device import module_device
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -55,8 +56,9 @@ def calibrate(qmodel: nn.Module, batches: Iterable[torch.Tensor] | torch.Tensor)
     for q in quantizers:
         q.calibrating = True
     try:
+        device = module_device(qmodel)
         for x in [batches] if isinstance(batches, torch.Tensor) else batches:
-            qmodel(x)
+            qmodel(x.to(device))
     finally:
         for q in quantizers:
             q.calibrating = False

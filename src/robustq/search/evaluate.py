@@ -29,6 +29,7 @@ from robustq.models.evaluate import evaluate
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.policy import Policy
 from robustq.quant.quantize import quantize
+from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 
 
@@ -52,15 +53,16 @@ def finetune(qmodel: nn.Module, ds: ImageDataset, sigma: float, lr: float = 1e-3
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD([p for p in qmodel.parameters() if p.requires_grad], lr=lr, momentum=0.9)
     qmodel.train()
+    device = module_device(qmodel)       # noise and flips drawn on the CPU: the same everywhere
     order = torch.randperm(len(ds), generator=gen)
     for i in range(0, len(ds), batch_size):
         x, y = ds.tensors(order[i:i + batch_size].numpy())
         if x.shape[1] == 3:
             flip = torch.rand(len(x), generator=gen) < 0.5
             x[flip] = x[flip].flip(3)
-        x = x + sigma * torch.randn(x.shape, generator=gen)
+        x = (x + sigma * torch.randn(x.shape, generator=gen)).to(device)
         loss = nn.functional.cross_entropy(qmodel(x.contiguous(memory_format=torch.channels_last)),
-                                           y)
+                                           y.to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -86,6 +88,7 @@ class RewardContext:
     cache_dir: Path | None = None
     cert_cfg: CertifyConfig | None = None
     cert_images: ImageDataset | None = None
+    device: torch.device | None = None        # where certification draws noise (default CPU)
 
 
 RewardFn = Callable[[nn.Module, RewardContext, Path], tuple[float, dict]]
@@ -122,7 +125,8 @@ def arq_reward(q: nn.Module, ctx: RewardContext, work: Path, scale: float = 10.0
         raise RobustqError("the ARQ reward needs the FP model's IRS cache")
     acc = evaluate(q, ctx.holdout)["clean_accuracy"]
     t0 = time.perf_counter()
-    s = irs_certify_dataset(q, ctx.cert_images, ctx.cert_cfg, ctx.cache_dir, work / "irs")
+    s = irs_certify_dataset(q, ctx.cert_images, ctx.cert_cfg, ctx.cache_dir, work / "irs",
+                            device=ctx.device)
     cert_s = time.perf_counter() - t0
     reward = scale * (s["acr"] - ctx.fp_acr) + acc_weight * (acc - ctx.fp_accuracy)
     return reward, {"accuracy": acc, "acr": s["acr"],

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from robustq.certify.run import (
@@ -47,6 +48,7 @@ from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
 from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
 from robustq.utils.config import from_dict
+from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable
 from robustq.utils.progress import Phase, Progress, silent
@@ -117,12 +119,16 @@ class SearchConfig:
 
 
 class Search:
-    """A (resumable) search in ``out``."""
+    """A (resumable) search in ``out``. ``device`` (default the CPU) runs the models and draws
+    the certification noise; fine-tuning noise is drawn on the CPU, so the CPU's results do not
+    depend on it."""
 
-    def __init__(self, cfg: SearchConfig, out: str | Path) -> None:
+    def __init__(self, cfg: SearchConfig, out: str | Path,
+                 device: torch.device | None = None) -> None:
         self.cfg, self.out = cfg, Path(out)
+        self.device = device or torch.device("cpu")
         self.fp, meta = load_model(cfg.checkpoint)
-        self.fp.eval()
+        self.fp.eval().to(self.device)
         self.card = ModelCard.from_json(meta["card"])
         self.sigma = (cfg.sigma if cfg.sigma is not None else
                       check_sigma(meta.get("sigma", 0.0), f"{cfg.checkpoint}: sigma (pass --sigma)",
@@ -160,10 +166,12 @@ class Search:
         with silent(progress).phase(f"FP cache: certifying {len(cert)} held-out images "
                                     f"(n={cc.n})", total=len(cert)) as ph:
             s = certify_dataset(self.fp, cert, cc, self.out / "fp_cache", cache=True,
-                                model_info={"checkpoint": self.cfg.checkpoint},
-                                progress=lambda done, total, r: ph.update(done, acr=r["acr"]))
+                                model_info={"checkpoint": self.cfg.checkpoint,
+                                            "device": self.device.type},
+                                progress=lambda done, total, r: ph.update(done, acr=r["acr"]),
+                                device=self.device)
         return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.out / "fp_cache",
-                             self.cert_config(self.cfg.n, self.cfg.n_p), cert)
+                             self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device)
 
     def cert_config(self, n: int, n_p: int | None) -> CertifyConfig:
         c = self.cfg
@@ -340,6 +348,9 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
                        radii=(0.0, 0.25, 0.5, 0.75, 1.0))
     if reuse is not None:
         s = reuse_certification(reuse, test, cc, cfg.checkpoint)
+    elif (device := module_device(model)).type != "cpu":
+        s = certify_dataset(model, test, cc, out, model_info={"device": device.type},
+                            progress=progress, device=device)
     else:
         samples = samples_to_go(cc, test, out)
         s = certify_dataset(fast_inference(freeze_quantized(model), (cc.batch_size, *shape),
