@@ -15,7 +15,7 @@ OVERVIEW = {
     "train": "Train a classifier with Gaussian noise augmentation at sigma (for randomized "
              "smoothing).",
     "evaluate": "Clean accuracy and accuracy under Gaussian noise of a checkpoint.",
-    "demo": "Search, certify, benchmark and report on the embedded MNIST default (a few "
+    "demo": "Search, certify, benchmark and report on the embedded CIFAR-10 default (a few "
             "minutes).",
     "certify": "Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against "
                "a cache.",
