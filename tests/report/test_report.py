@@ -160,7 +160,10 @@ window.addEventListener('load', () => {
   const imgs = [...document.images];
   document.body.setAttribute('data-check', JSON.stringify({
     images: imgs.length, broken: imgs.filter(i => !i.complete || i.naturalWidth === 0).length,
-    tables: document.querySelectorAll('table tbody tr').length, errors: window.__errors}));
+    tables: document.querySelectorAll('table tbody tr').length, errors: window.__errors,
+    found: (f => f && {top: f.getBoundingClientRect().top, bullets: f.querySelectorAll('li').length,
+                       rows: f.querySelectorAll('tbody tr').length, first: f.parentElement
+                       .querySelector('[id]') === f})(document.getElementById('found'))}));
 });
 </script>"""
 
@@ -180,6 +183,9 @@ def test_headless_chromium_renders_plots_and_tables(demo, tmp_path):
     assert check["errors"] == []
     assert check["images"] >= 8 and check["broken"] == 0
     assert check["tables"] >= 10
+    found = check["found"]        # the headline block: first, at the top, sentences and table
+    assert found and found["first"] and found["top"] < 400
+    assert found["bullets"] >= 3 and found["rows"] == 3          # FP32, ARQ, uniform 4/4
     shot = tmp_path / "shot.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400",
                     (demo / "report.html").as_uri()], capture_output=True, timeout=120)

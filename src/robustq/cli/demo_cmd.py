@@ -57,9 +57,9 @@ class DemoConfig:
     n_p: int = 100
     test_images: int = 40
     n0: int = 100
-    n: int = 500
+    n: int = 400
     bench_images: int = 60
-    attack_images: int = 30
+    attack_images: int = 20
     autoattack_images: int = 0          # AutoAttack: ~6 s per image here; see robustq bench
     bench_methods: tuple[str, ...] = ("lsq",)
     bench_bits: tuple[int, ...] = (4, 8)
