@@ -37,7 +37,10 @@ def test_grid_runs_resumes_and_summarizes(setup, tmp_path):
     events = CountingProgress()
     BenchRun(cfg, tmp_path / "full").run(events)
     units = len((tmp_path / "full" / "units.jsonl").read_text().splitlines())
-    ups = [e for e in events.events if e[0] == "update" and "images): " not in e[1]]
+    ups = [e for e in events.events if e[0] == "update" and "images): " not in e[1]
+           and ": quantizing" not in e[1]]
+    # a quantized model is named while it is made, before its first unit
+    assert "minmax_w4a4: quantizing (post-training, min-max calibration)" in events.labels()
     # each unit is named while it runs (done still counts the units before it), then counted
     assert len(ups) == 2 * units
     # AutoAttack also names the stage of its cascade in progress

@@ -309,6 +309,10 @@ class BenchRun:
         work_left = sum(u.images * _cost(u) for u in todo)
         with silent(progress).phase("bench units", len(plan), len(plan) - len(todo)) as ph:
             for u in todo:
+                if u.model != "fp" and not (self.model_dir(u.model) / "model.safetensors"
+                                            ).is_file():
+                    ph.update(label=self._quantizing_label(u.model))
+                    model_for(u.model)()              # quantized (and fine-tuned) now, named
                 label = f"{u.model} {u.family} {u.name} ({u.images} images)"
                 ph.update(label=label)
                 t0 = time.perf_counter()
@@ -322,6 +326,13 @@ class BenchRun:
                 work_left -= u.images * _cost(u)
                 ph.update(ph.done + 1, label=label,      # the unit, not its last stage
                           eta_s=spent / max(work_done, 1) * work_left)
+
+    def _quantizing_label(self, key: str) -> str:
+        _, method, bits = next(m for m in self.cfg.models() if m[0] == key)
+        if method == "minmax":
+            return f"{key}: quantizing (post-training, min-max calibration)"
+        return (f"{key}: quantizing and fine-tuning ({method} QAT, {self.cfg.finetune_epochs} "
+                f"epoch(s) over {self.cfg.finetune_images} training images)")
 
     def _log(self, u: Unit, seconds: float, correct: np.ndarray) -> None:
         line = {"model": u.model, "family": u.family, "unit": u.name, "images": int(len(correct)),

@@ -177,11 +177,12 @@ class _Report:
         if series:
             out += figure(plots.rewards(series, warmup), "Reward per episode (dotted: best so "
                           "far); warm-up episodes explore at random.", "reward per episode")
+            out += para(REWARDS, "muted")
         return out
 
     # ----- robustness grid
     def bench(self) -> str:
-        out = ""
+        out = para(BENCH_METRICS, "muted") if self.of("bench") else ""
         for r in self.of("bench"):
             res, cfg = r.data["results"], r.data["config"]
             models = res.get("models", [])
@@ -293,6 +294,21 @@ class _Report:
                       "time (UTC)"], rows, "as each run recorded it")
 
 
+REWARDS = ("Rewards: ARQ's is 10 x (ACR of the quantized model - ACR of FP32), both certified "
+           "on the same held-out training images, the quantized one incrementally (IRS) against "
+           "the FP model's cache; HAQ's is 0.1 x (top-1 accuracy in % of the quantized model - "
+           "FP32's) on the held-out images. 0 means 'as good as FP32'.")
+BENCH_METRICS = ("Metrics (RobustMQ): clean = top-1 accuracy on the benchmark images; WCAR = "
+                 "worst-case adversarial robustness: of the attacked images the model classifies "
+                 "correctly, the fraction that every attack (FGSM, PGD and AutoAttack at every "
+                 "budget) leaves correct; WCAR (grad.) "
+                 "the same over FGSM/PGD only; masking = true where AutoAttack's gradient-free "
+                 "Square broke images its white-box stages left correct (a sign of gradient "
+                 "masking); mCE = mean corruption error over the "
+                 "corruptions, each error summed over severities and divided by the FP model's "
+                 "(FP = 1, lower is better); mNR = mean accuracy over every corruption and "
+                 "severity; ACC_s = mean accuracy over the systematic decoder / resize pipelines, "
+                 "ACC_s std its spread across them.")
 DEFINITIONS = ('<p class="muted">ACR: average certified radius, the l2 radius (in [0, 1] pixel '
                "units) within which the smoothed classifier provably keeps its answer, 0 for a "
                "wrong or abstained image. Smoothed accuracy: how often the smoothed classifier "
