@@ -29,6 +29,7 @@ from torch import nn
 
 from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
+from robustq.utils.modes import eval_mode
 
 NORMS = ("linf", "l2")
 _ATTACKS: dict[str, Callable[..., Attack]] = {}
@@ -80,13 +81,9 @@ class Attack:
                                f"and {tuple(y.shape)}")
         if x.min() < 0 or x.max() > 1:
             raise RobustqError("attack inputs must be in [0, 1] (normalization belongs in the model)")
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             gen = torch.Generator(device=x.device).manual_seed(self.seed)
             x_adv = self.perturb(model, x.detach().contiguous(), y, gen)
-        finally:
-            model.train(was_training)
         return project(x_adv.detach(), x, self.norm, self.eps)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -262,16 +259,11 @@ class AutoAttack(Attack):
 
 def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Top-1 predictions of ``model`` on ``x`` in inference mode, in batches."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = module_device(model)
-        with torch.inference_mode():
-            return torch.cat([model(x[i:i + batch_size].to(device).contiguous(
-                memory_format=torch.channels_last)).argmax(1).cpu()
-                for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
+    device = module_device(model)
+    with eval_mode(model), torch.inference_mode():
+        return torch.cat([model(x[i:i + batch_size].to(device).contiguous(
+            memory_format=torch.channels_last)).argmax(1).cpu()
+            for i in range(0, len(x), batch_size)])
 
 
 def attack_correct(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,

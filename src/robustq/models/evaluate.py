@@ -7,6 +7,7 @@ from torch import nn
 
 from robustq.data.dataset import ImageDataset
 from robustq.utils.device import module_device
+from robustq.utils.modes import eval_mode
 from robustq.utils.validate import check_sigma
 
 
@@ -24,8 +25,19 @@ def evaluate(model: nn.Module, ds: ImageDataset, sigma: float = 0.0, batch_size:
     Noisy images are not clipped, matching randomized smoothing's base classifier.
     """
     sigma = check_sigma(sigma, allow_zero=True)
-    was_training = model.training
-    model.eval()
+    with eval_mode(model):
+        correct_clean, correct_noisy = _count_correct(model, ds, sigma, seed, batch_size,
+                                                      channels_last)
+    n = max(len(ds), 1)
+    out = {"n": len(ds), "clean_accuracy": correct_clean / n}
+    if sigma > 0:
+        out.update(sigma=sigma, noisy_accuracy=correct_noisy / n)
+    return out
+
+
+def _count_correct(model: nn.Module, ds: ImageDataset, sigma: float, seed: int,
+                   batch_size: int, channels_last: bool) -> tuple[int, int]:
+    """Correct top-1 predictions, clean and under one seeded noise draw per image."""
     gen = torch.Generator().manual_seed(seed)
     mf = torch.channels_last if channels_last else torch.contiguous_format
     correct_clean = correct_noisy = 0
@@ -37,9 +49,4 @@ def evaluate(model: nn.Module, ds: ImageDataset, sigma: float = 0.0, batch_size:
             xn = (x + sigma * torch.randn(x.shape, generator=gen)).to(device)
             correct_noisy += int((model(xn.contiguous(memory_format=mf)).argmax(1).cpu()
                                   == y).sum())
-    model.train(was_training)
-    n = max(len(ds), 1)
-    out = {"n": len(ds), "clean_accuracy": correct_clean / n}
-    if sigma > 0:
-        out.update(sigma=sigma, noisy_accuracy=correct_noisy / n)
-    return out
+    return correct_clean, correct_noisy

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from robustq.utils.modes import eval_mode, forward_hooks
+
 
 @torch.no_grad()
 def layer_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
@@ -17,23 +19,13 @@ def layer_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
     activations are not counted (negligible, and not multiplies of quantized operands).
     """
     macs: dict[str, int] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            def conv_hook(mod, inp, out, name=name):
-                k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
-                macs[name] = macs.get(name, 0) + out[0].numel() * k
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            def fc_hook(mod, inp, out, name=name):
-                macs[name] = macs.get(name, 0) + out[0].numel() * mod.in_features
-            hooks.append(m.register_forward_hook(fc_hook))
-    was_training = model.training
-    try:
-        model.eval()
+
+    def count(name: str, mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        per_output = (mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+                      if isinstance(mod, nn.Conv2d) else mod.in_features)
+        macs[name] = macs.get(name, 0) + out[0].numel() * per_output
+
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    with forward_hooks(layers, count), eval_mode(model):
         model(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
     return macs

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from robustq.quant.layers import quantizable_layers
+from robustq.utils.modes import eval_mode, forward_hooks
 
 
 def orthogonality_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -34,17 +35,13 @@ def error_amplification(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Te
     zero a whole input) have no defined ratio and are left out of that layer's mean; a layer
     with no such sample gets NaN."""
     outputs: dict[str, list[torch.Tensor]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: outputs.setdefault(n, []).append(
-        out.detach().flatten(1))) for n, m in quantizable_layers(model).items()]
-    was_training = model.training
-    model.eval()
-    try:
+
+    def keep(name: str, mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        outputs.setdefault(name, []).append(out.detach().flatten(1))
+
+    with forward_hooks(quantizable_layers(model), keep), eval_mode(model):
         model(x)
         model(x_perturbed)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
     result = {}
     for name, (clean, pert) in outputs.items():
         norm = clean.norm(dim=1)

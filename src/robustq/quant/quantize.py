@@ -13,6 +13,7 @@ from robustq.quant.layers import QuantConv2d, QuantLayer, QuantLinear, quantizab
 from robustq.quant.policy import LayerBits, Policy
 from robustq.quant.quantizers import get_quantizers
 from robustq.utils.device import module_device
+from robustq.utils.modes import eval_mode
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -51,18 +52,16 @@ def calibrate(qmodel: nn.Module, batches: Iterable[torch.Tensor] | torch.Tensor)
     """Run calibration batches through ``qmodel`` in eval mode, recording activation ranges."""
     quantizers = [q for m in qmodel.modules() if isinstance(m, QuantLayer)
                   for q in (m.weight_quantizer, m.act_quantizer)]
-    was_training = qmodel.training
-    qmodel.eval()
     for q in quantizers:
         q.calibrating = True
     try:
         device = module_device(qmodel)
-        for x in [batches] if isinstance(batches, torch.Tensor) else batches:
-            qmodel(x.to(device))
+        with eval_mode(qmodel):
+            for x in [batches] if isinstance(batches, torch.Tensor) else batches:
+                qmodel(x.to(device))
     finally:
         for q in quantizers:
             q.calibrating = False
-        qmodel.train(was_training)
 
 
 def get_policy(qmodel: nn.Module) -> Policy:

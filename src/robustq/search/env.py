@@ -11,6 +11,7 @@ policy meets the budget, and refuses budgets no policy in [b_min, b_max] can mee
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -19,6 +20,7 @@ from robustq.models.flops import layer_macs
 from robustq.quant.layers import quantizable_layers
 from robustq.quant.policy import FP, LayerBits, Policy
 from robustq.utils.errors import RobustqError
+from robustq.utils.modes import eval_mode, forward_hooks
 
 FEATURES = ("index", "depthwise", "in_channels", "out_channels", "stride", "kernel", "weights",
             "in_area", "is_activation", "previous_action", "macs")
@@ -88,19 +90,12 @@ def _input_areas(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[st
     import torch
 
     areas: dict[str, int] = {}
-    hooks = [m.register_forward_hook(
-        lambda mod, inp, out, name=name: areas.__setitem__(
-            name, int(np.prod(inp[0].shape[2:])) if inp[0].ndim == 4 else 1))
-        for name, m in quantizable_layers(model).items()]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+
+    def area(name: str, mod: nn.Module, inp: tuple, out: Any) -> None:
+        areas[name] = int(np.prod(inp[0].shape[2:])) if inp[0].ndim == 4 else 1
+
+    with forward_hooks(quantizable_layers(model), area), eval_mode(model), torch.no_grad():
+        model(torch.zeros(1, *input_shape))
     return areas
 
 
