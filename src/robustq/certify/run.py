@@ -40,6 +40,7 @@ from robustq.certify.rundir import (
 )
 from robustq.certify.smooth import Certificate, Smooth, check_alpha
 from robustq.data.dataset import ImageDataset
+from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
 from robustq.utils.faults import fault_point
 from robustq.utils.io import atomic_write_json
@@ -49,7 +50,7 @@ from robustq.utils.validate import check_sigma
 
 
 @dataclass(frozen=True)
-class CertifyConfig:
+class CertifyConfig(JsonConfig):
     """One certification run. sigma in [0, 1] pixel units; images ``skip*k`` for k < ``max``."""
 
     sigma: float
@@ -93,11 +94,6 @@ class CertifyConfig:
 
     def image_seed(self, index: int) -> int:
         return self.seed * 1_000_003 + index
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["radii"] = list(self.radii)
-        return d
 
 
 def _row(idx, label, cert: Certificate, seconds, samples, seed, extra=()) -> list:

@@ -37,11 +37,12 @@ from robustq.report import build_report
 from robustq.report.headline import compare_sentences
 from robustq.search.search import Search, SearchConfig
 from robustq.utils import atomic_write_json, provenance
+from robustq.utils.config import JsonConfig
 from robustq.utils.progress import Progress, silent
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(JsonConfig):
     """Sizes of the demo (defaults: about 4 minutes on 2 cores). n: noise samples per image;
     ``data`` names a packaged subset (``embedded-cifar10`` or ``embedded``, MNIST) and with it
     the packaged model trained for it."""
@@ -159,8 +160,8 @@ def run_demo(cfg: DemoConfig, out: Path, say: Callable[[str], None] = print,
     follows the search and benchmark steps within."""
     model_file = embedded_set(cfg.data).model
     ckpt = str(embedded_dir() / model_file)
-    record: dict[str, Any] = {"config": dataclasses.asdict(cfg), "steps": {}, "finished": False,
-                              "provenance": provenance(cfg.seed, dataclasses.asdict(cfg))}
+    record: dict[str, Any] = {"config": cfg.to_json(), "steps": {}, "finished": False,
+                              "provenance": provenance(cfg.seed, cfg.to_json())}
     started = time.perf_counter()
 
     def step(name: str, label: str, fn: Callable[[], Any]) -> Any:

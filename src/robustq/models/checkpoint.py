@@ -54,6 +54,8 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelCard:
+        """A card from a checkpoint's metadata, checked; keys this version does not know are
+        ignored (unlike run configs), so a checkpoint written by a newer robustq still loads."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for k in ("mean", "std", "classes", "input_size"):
             if k in known:

@@ -17,9 +17,13 @@ import torch
 from scipy.stats import truncnorm
 from torch import nn
 
+from robustq.utils.config import JsonConfig
+
 
 @dataclass(frozen=True)
-class DDPGConfig:
+class DDPGConfig(JsonConfig):
+    """HAQ's DDPG settings (their defaults); ``warmup_episodes`` explore at random."""
+
     hidden: int = 300
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3

@@ -1,0 +1,56 @@
+"""Every config is data: it survives a JSON round trip unchanged (values that are not the
+defaults, so the trip cannot pass by falling back to them) and refuses unknown keys."""
+
+import json
+
+import pytest
+
+from robustq.bench.runner import BenchConfig
+from robustq.certify.run import CertifyConfig
+from robustq.cli.demo_cmd import DemoConfig
+from robustq.models.checkpoint import ModelCard
+from robustq.models.train import TrainConfig
+from robustq.search.ddpg import DDPGConfig
+from robustq.search.search import SearchConfig
+from robustq.utils.errors import RobustqError
+
+CONFIGS = [
+    CertifyConfig(sigma=0.5, n0=50, n=2000, alpha=0.01, skip=3, max_images=7, seed=4,
+                  radii=(0.1, 0.2), n_p=300, extra={"note": "x"}),
+    ModelCard(arch="resnet20", num_classes=10, in_channels=3, mean=(0.4, 0.5, 0.6),
+              std=(0.2, 0.3, 0.25), classes=tuple("abcdefghij"), input_size=(28, 28),
+              extra={"act_bound": 6.0}),
+    DDPGConfig(hidden=64, warmup_episodes=5, sigma0=0.3),
+    DemoConfig(data="embedded", episodes=3, warmup=1, corruptions=("fog",), bench_bits=(2, 8)),
+    TrainConfig(arch="small_cnn", epochs=3, sigma=0.12, max_images=100, distill=0.5),
+    SearchConfig(checkpoint="m.safetensors", data="embedded", strategy="haq", budget=2.5,
+                 episodes=9, warmup=3),
+    BenchConfig(checkpoint="m.safetensors", data="embedded", methods=("lsq",), bits=(2, 4),
+                images=10, attack_images=5, autoattack_images=2, corruptions=("fog",),
+                severities=(1, 5)),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: type(c).__name__)
+def test_config_round_trips_through_json(cfg):
+    text = json.dumps(cfg.to_json())
+    again = type(cfg).from_json(json.loads(text))
+    assert again == cfg and json.dumps(again.to_json()) == text
+    assert again != type(cfg).from_json({**json.loads(text), **_one_changed(cfg)})
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: type(c).__name__)
+def test_config_refuses_unknown_keys(cfg):
+    if isinstance(cfg, ModelCard):      # checkpoint metadata: newer files still load
+        assert ModelCard.from_json({**cfg.to_json(), "bogus": 1}) == cfg
+        return
+    with pytest.raises(RobustqError, match="bogus"):
+        type(cfg).from_json({**cfg.to_json(), "bogus": 1})
+
+
+def _one_changed(cfg) -> dict:
+    """One field set to another valid value (the first int field, plus one)."""
+    for k, v in cfg.to_json().items():
+        if isinstance(v, int) and not isinstance(v, bool):
+            return {k: v + 1}
+    raise AssertionError(f"{type(cfg).__name__} has no int field")
