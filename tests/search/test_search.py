@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -163,6 +164,29 @@ def test_compare_reuses_a_matching_fp_certification_and_refuses_others(fp, tmp_p
     res = runner.invoke(app, ["compare", ckpt, "--out", str(tmp_path / "bad"), "--fp-run",
                               str(tmp_path / "f"), "--test-images", "4", "--test-n", "50", *common])
     assert res.exit_code == 2 and "n 40 (asked 50)" in res.output and "Traceback" not in res.output
+
+
+def test_compare_reuses_an_fp_run_made_from_another_working_directory(fp, tmp_path,
+                                                                       monkeypatch):
+    import os
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")       # certified with paths relative to a/
+    rel = lambda p: os.path.relpath(p)      # noqa: E731
+    res = runner.invoke(app, ["certify", rel(fp / "fp" / "model.safetensors"), "--data",
+                              rel(fp / "data"), "--n0", "100", "--n", "40", "--skip", "10",
+                              "--max", "4", "--out", "fp_run"])
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(tmp_path / "b" / "deeper")  # reused with other relative paths, from b/
+    res = runner.invoke(app, ["compare", rel(fp / "fp" / "model.safetensors"), "--data",
+                              rel(fp / "data"), "--out", "cmp", "--fp-run",
+                              rel(tmp_path / "a" / "fp_run"), "--finetune-images", "12",
+                              "--holdout-images", "12", "--test-images", "4", "--test-n", "40"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(Path("cmp/compare.json").read_text())["rows"]
+    assert row["certification_dir"] == str((tmp_path / "a" / "fp_run").resolve())
+    assert not Path("cmp/runs/FP32").exists()
 
 
 def test_killed_compare_keeps_finished_rows_and_the_report_lists_the_rest(fp, tmp_path,
