@@ -11,6 +11,7 @@ from robustq.cli.demo_cmd import DemoConfig
 from robustq.models.checkpoint import ModelCard
 from robustq.models.train import TrainConfig
 from robustq.search.ddpg import DDPGConfig
+from robustq.search.compare import CompareConfig
 from robustq.search.search import SearchConfig
 from robustq.utils.errors import RobustqError
 
@@ -25,6 +26,9 @@ CONFIGS = [
     TrainConfig(arch="small_cnn", epochs=3, sigma=0.12, max_images=100, distill=0.5),
     SearchConfig(checkpoint="m.safetensors", data="embedded", strategy="haq", budget=2.5,
                  episodes=9, warmup=3),
+    CompareConfig(checkpoint="m.safetensors", candidates=("a.json", "b.safetensors"),
+                  data="embedded", finetune_images=100, test_images=20, test_n=500,
+                  fp_run="runs/fp"),
     BenchConfig(checkpoint="m.safetensors", data="embedded", methods=("lsq",), bits=(2, 4),
                 images=10, attack_images=5, autoattack_images=2, corruptions=("fog",),
                 severities=(1, 5)),

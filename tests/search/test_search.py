@@ -166,6 +166,32 @@ def test_compare_reuses_a_matching_fp_certification_and_refuses_others(fp, tmp_p
     assert res.exit_code == 2 and "n 40 (asked 50)" in res.output and "Traceback" not in res.output
 
 
+def test_compare_runs_from_python_with_a_config_and_matches_the_cli(fp, tmp_path):
+    from robustq.quant.checkpoint import load_model
+    from robustq.quant.policy import uniform_policy
+    from robustq.search import CompareConfig, run_compare
+    from robustq.utils.progress import CountingProgress
+
+    ckpt = str(fp / "fp" / "model.safetensors")
+    pol = tmp_path / "u3.json"
+    uniform_policy(load_model(ckpt)[0], 3, 3).save(pol)
+    cfg = CompareConfig(checkpoint=ckpt, candidates=(str(pol),), data=str(fp / "data"),
+                        finetune_images=12, holdout_images=12, test_images=4, test_n=40)
+    events, rows = CountingProgress(), []
+    record = run_compare(cfg, tmp_path / "py", events, on_row=rows.append)
+    assert [r["name"] for r in record["rows"]] == ["FP32", "u3"] == [r["name"] for r in rows]
+    assert record["complete"] and record["paired"][0]["a"] == "u3"
+    assert "u3: fine-tuning on 12 images" in events.labels("start")
+    res = runner.invoke(app, ["compare", ckpt, str(pol), "--data", str(fp / "data"),
+                              "--finetune-images", "12", "--holdout-images", "12",
+                              "--test-images", "4", "--test-n", "40", "--out",
+                              str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    cli = json.loads((tmp_path / "cli" / "compare.json").read_text())
+    for a, b in zip(record["rows"], cli["rows"], strict=True):
+        assert (a["acr"], a["smoothed_accuracy"]) == (b["acr"], b["smoothed_accuracy"])
+
+
 def test_compare_reuses_an_fp_run_made_from_another_working_directory(fp, tmp_path,
                                                                        monkeypatch):
     import os
@@ -191,7 +217,7 @@ def test_compare_reuses_an_fp_run_made_from_another_working_directory(fp, tmp_pa
 
 def test_killed_compare_keeps_finished_rows_and_the_report_lists_the_rest(fp, tmp_path,
                                                                           monkeypatch):
-    import robustq.cli.search_cmd as search_cmd
+    import robustq.search.compare as search_cmd
     from robustq.report import build_report
 
     ckpt = str(fp / "fp" / "model.safetensors")

@@ -1,0 +1,179 @@
+"""``compare``: FP32 and a list of policies / quantized checkpoints, each fine-tuned (policies)
+with the search's recipe and certified identically on the test split, with paired differences.
+
+``run_compare(CompareConfig(...), out)`` is the workflow; ``robustq compare`` parses its options
+into the config and prints. Resumable: every finished row is kept (``compare.json`` is
+rewritten after each model), and a policy's fine-tuned model is saved before it is certified.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustq.certify.run import pairwise_differences
+from robustq.quant.checkpoint import load_model, save_quantized
+from robustq.quant.policy import Policy
+from robustq.search.evaluate import build_quantized
+from robustq.search.search import Search, SearchConfig, evaluate_on_test, search_origin
+from robustq.utils.config import JsonConfig
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import atomic_write_json, atomic_write_text
+from robustq.utils.progress import Progress, silent
+from robustq.utils.provenance import provenance
+from robustq.utils.validate import check_int
+
+
+@dataclass(frozen=True)
+class CompareConfig(JsonConfig):
+    """A comparison. ``candidates``: policy files (JSON/YAML) or quantized checkpoints; sizes
+    are images; ``test_n`` noise samples per test image; ``fp_run``: a finished certification
+    of the checkpoint with the same images and settings, reused as the FP32 row."""
+
+    checkpoint: str
+    candidates: tuple[str, ...] = ()
+    data: str = "embedded"
+    method: str = "lsq"
+    finetune_images: int = 2000
+    holdout_images: int = 500
+    test_images: int = 500
+    test_n: int = 10_000
+    seed: int = 0
+    fp_run: str | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.test_images, "--test-images", 2)
+        check_int(self.test_n, "--test-n", 1)
+
+    def search_config(self) -> SearchConfig:
+        """The setup every row shares (model, data, sigma, fine-tuning split and recipe)."""
+        return SearchConfig(checkpoint=self.checkpoint, data=self.data, strategy="uniform",
+                            method=self.method, finetune_images=self.finetune_images,
+                            holdout_images=self.holdout_images, cert_images=1, seed=self.seed)
+
+
+def run_compare(cfg: CompareConfig, out: str | Path, progress: Progress | None = None,
+                device: torch.device | None = None,
+                on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Certify FP32 and every candidate into ``out`` (``runs/<name>/``); returns what
+    ``compare.json`` holds. Every candidate is read and validated before any work starts;
+    ``on_row`` is called with each finished row."""
+    out = Path(out)
+    fp, _ = load_model(cfg.checkpoint)
+    cands = load_candidates(fp, [Path(c) for c in cfg.candidates])
+    search = Search(cfg.search_config(), out / "setup", device)
+    fp_run = Path(cfg.fp_run) if cfg.fp_run else None
+    rows: list[dict] = []
+    for cand in cands:
+        rows.append(compare_row(search, cand, out, cfg.test_images, cfg.test_n, fp_run,
+                                progress))
+        if on_row:
+            on_row(rows[-1])
+        # after every model: a killed compare keeps the finished rows (and resumes the rest)
+        record = write_compare(out, rows, [c.name for c in cands], cfg.seed, cfg)
+    return record
+
+
+COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_accuracy", "acr",
+           "ca_0.0", "ca_0.25", "ca_0.5", "ca_0.75", "ca_1.0", "images", "n", "search_wall_s",
+           "search_episodes"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row of a compare: a name, the policy file or checkpoint it came from (None: FP32),
+    its policy (None: FP), a loaded quantized model (checkpoints only), its search origin."""
+
+    name: str
+    source: Path | None
+    policy: Policy | None
+    model: nn.Module | None
+    origin: dict | None
+
+
+def load_candidates(fp: nn.Module, paths: list[Path]) -> list[Candidate]:
+    """FP32 and every candidate, each read and validated (policies against ``fp``'s layers)
+    before any work starts; names are unique."""
+    out = [Candidate("FP32", None, None, None, None)]
+    for path in paths:
+        origin = search_origin(path)
+        name = origin["name"] if origin else path.stem
+        if path.suffix in (".json", ".yaml", ".yml"):
+            out.append(Candidate(name, path, Policy.load(path, fp), None, origin))
+        elif path.suffix == ".safetensors":
+            model, meta = load_model(path)
+            policy = Policy.from_json(meta["quant"]["policy"]) if "quant" in meta else None
+            out.append(Candidate(name, path, policy, model, origin))
+        else:
+            raise RobustqError(f"{path}: expected a policy (.json/.yaml) or a checkpoint "
+                               "(.safetensors)")
+    names = [c.name for c in out]
+    if len(set(names)) < len(names):
+        raise RobustqError("two candidates have the same name (" + ", ".join(sorted(
+            {n for n in names if names.count(n) > 1})) + "): a candidate is named after its "
+            "file, or its search's strategy for a search's best_policy.json; rename one")
+    return out
+
+
+def finetuned_once(search: Search, policy: Policy, method: str, run_dir: Path, seed: int,
+                   progress: Progress | None = None) -> nn.Module:
+    """The policy quantized and fine-tuned with the search's recipe, saved in ``run_dir`` the
+    first time: a compare resumed after a kill certifies the very model it started with."""
+    saved = run_dir / "model.safetensors"
+    if saved.is_file():
+        model, meta = load_model(saved)
+        if Policy.from_json(meta["quant"]["policy"]) != policy:
+            raise RobustqError(f"{saved}: holds a model of another policy; use a new --out")
+        return model
+    with silent(progress).phase(f"{run_dir.name}: fine-tuning on {len(search.ft_ds)} images"):
+        model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
+                                search.cfg.finetune_lr, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_quantized(saved, model, search.card, {"sigma": search.sigma})
+    return model
+
+
+
+def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, test_n: int,
+                fp_run: Path | None, progress: Progress | None = None) -> dict:
+    """Certify one candidate on the test split (fine-tuned first where it is a policy)."""
+    if cand.source is None:
+        model = search.fp
+    elif cand.model is not None:
+        model = cand.model
+    else:
+        model = finetuned_once(search, cand.policy, search.cfg.method, out / "runs" / cand.name,
+                               search.cfg.seed, progress)
+    model = model.to(search.device)
+    with silent(progress).phase(f"{cand.name}: certifying test images (n={test_n})") as ph:
+        r = evaluate_on_test(model, cand.policy, search.cfg.data, search.sigma, test_images,
+                             test_n, search.cfg, out / "runs" / cand.name, search.shape,
+                             reuse=fp_run if cand.source is None else None,
+                             progress=lambda done, total, s: ph.update(done, total=total,
+                                                                       acr=s["acr"]))
+    return {"name": cand.name, **{k: v for k, v in r.items() if k != "certified_accuracy"},
+            **{f"ca_{k}": v for k, v in r["certified_accuracy"].items()},
+            **(cand.origin or {}), **({"policy": cand.policy.to_json()} if cand.policy else {})}
+
+
+def write_compare(out: Path, rows: list[dict], names: list[str], seed: int,
+                  cfg: CompareConfig) -> dict[str, Any]:
+    """compare.json (rows, every pairwise paired difference, provenance) and compare.csv,
+    both written atomically."""
+    paired = pairwise_differences([(r["name"], r["certification_dir"]) for r in rows])
+    record = {"rows": rows, "candidates": names, "complete": len(rows) == len(names),
+              "paired": paired, "provenance": provenance(seed, cfg.to_json())}
+    atomic_write_json(out / "compare.json", record)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "compare.csv", buf.getvalue())
+    return record
