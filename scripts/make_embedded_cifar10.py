@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from robustq.data import load_dataset
-from robustq.data.embedded import CIFAR10_CLASSES, embedded_dir, embedded_set, subset_indices
+from robustq.data.embedded import CIFAR10_CLASSES, embedded_dir, embedded_set, save_subset
 
 SEED = 20261201
 TRAIN_PER_CLASS = 120
@@ -22,17 +20,12 @@ TEST_PER_CLASS = 30
 
 
 def main(source: str) -> None:
-    arrays = {}
-    for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
-        ds = load_dataset(source, split)
-        if tuple(ds.classes) != CIFAR10_CLASSES:
-            raise SystemExit(f"{source}: classes {ds.classes} are not CIFAR-10's")
-        idx = subset_indices(ds.labels, per_class, SEED)
-        arrays[f"{split}_images"] = ds.images[idx]
-        arrays[f"{split}_labels"] = ds.labels[idx].astype(np.uint8)
-        arrays[f"{split}_source_indices"] = idx.astype(np.int32)
+    splits = {split: (load_dataset(source, split), per_class)
+              for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS))}
+    if any(tuple(ds.classes) != CIFAR10_CLASSES for ds, _ in splits.values()):
+        raise SystemExit(f"{source}: the classes are not CIFAR-10's")
     out = embedded_dir() / embedded_set("embedded-cifar10").file
-    np.savez_compressed(out, **arrays)
+    save_subset(splits, SEED, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 

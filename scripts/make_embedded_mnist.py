@@ -12,9 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from robustq.data.embedded import EMBEDDED_FILE, embedded_dir, subset_indices
+from robustq.data.embedded import EMBEDDED_FILE, embedded_dir, save_subset
 from robustq.data.mnist import load_mnist
 
 SEED = 20261122
@@ -23,16 +21,9 @@ TEST_PER_CLASS = 100
 
 
 def main(mnist_dir: str) -> None:
-    arrays = {}
-    for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
-        ds = load_mnist(mnist_dir, split)
-        idx = subset_indices(ds.labels, per_class, SEED)
-        arrays[f"{split}_images"] = ds.images[idx]
-        arrays[f"{split}_labels"] = ds.labels[idx].astype(np.uint8)
-        arrays[f"{split}_source_indices"] = idx.astype(np.int32)
     out = embedded_dir() / EMBEDDED_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **arrays)
+    save_subset({"train": (load_mnist(mnist_dir, "train"), TRAIN_PER_CLASS),
+                 "test": (load_mnist(mnist_dir, "test"), TEST_PER_CLASS)}, SEED, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -10,8 +10,8 @@ from robustq.certify.run import CertifyConfig
 from robustq.cli.demo_cmd import DemoConfig
 from robustq.models.checkpoint import ModelCard
 from robustq.models.train import TrainConfig
-from robustq.search.ddpg import DDPGConfig
 from robustq.search.compare import CompareConfig
+from robustq.search.ddpg import DDPGConfig
 from robustq.search.search import SearchConfig
 from robustq.utils.errors import RobustqError
 

@@ -8,8 +8,6 @@ accuracies, ACC_s and its std, throughput per family) and writes ``results.json`
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from robustq.bench.findings import check_findings
 from robustq.bench.runner import CONFIG_FILE, BenchConfig, unit_name
 from robustq.bench.systematic import VARIANTS
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write_json, atomic_write_text
+from robustq.utils.io import atomic_write_csv, atomic_write_json
 from robustq.utils.provenance import provenance
 
 CSV_COLUMNS = ["model", "method", "bits", "clean_accuracy", "wcar", "wcar_gradient", "masking",
@@ -139,9 +137,5 @@ def summarize_run(out: str | Path) -> dict[str, Any]:
     result = collect_results(out)
     records = result["models"]
     atomic_write_json(out / "results.json", result)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(records)
-    atomic_write_text(out / "results.csv", buf.getvalue())
+    atomic_write_csv(out / "results.csv", CSV_COLUMNS, records)
     return result

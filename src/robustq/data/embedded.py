@@ -69,6 +69,19 @@ def subset_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
+def save_subset(splits: dict[str, tuple[ImageDataset, int]], seed: int, out: Path) -> None:
+    """Write a stratified subset (``per_class`` images of each class per split, drawn with
+    ``seed``) as the npz layout :func:`load_embedded` reads, with each image's source index."""
+    arrays = {}
+    for split, (ds, per_class) in splits.items():
+        idx = subset_indices(ds.labels, per_class, seed)
+        arrays[f"{split}_images"] = ds.images[idx]
+        arrays[f"{split}_labels"] = ds.labels[idx].astype(np.uint8)
+        arrays[f"{split}_source_indices"] = idx.astype(np.int32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+
+
 def load_embedded(split: str, name: str = EMBEDDED_NAME) -> ImageDataset:
     """Split ``train`` or ``test`` of the packaged subset ``name`` (see :data:`EMBEDDED`)."""
     spec = embedded_set(name)

@@ -8,8 +8,6 @@ rewritten after each model), and a policy's fine-tuned model is saved before it 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from robustq.search.evaluate import build_quantized
 from robustq.search.search import Search, SearchConfig, evaluate_on_test, search_origin
 from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write_json, atomic_write_text
+from robustq.utils.io import atomic_write_csv, atomic_write_json
 from robustq.utils.progress import Progress, silent
 from robustq.utils.provenance import provenance
 from robustq.utils.validate import check_int
@@ -171,9 +169,5 @@ def write_compare(out: Path, rows: list[dict], names: list[str], seed: int,
     record = {"rows": rows, "candidates": names, "complete": len(rows) == len(names),
               "paired": paired, "provenance": provenance(seed, cfg.to_json())}
     atomic_write_json(out / "compare.json", record)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out / "compare.csv", buf.getvalue())
+    atomic_write_csv(out / "compare.csv", COLUMNS, rows)
     return record

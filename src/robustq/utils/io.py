@@ -63,6 +63,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def atomic_write_csv(path: str | os.PathLike, columns: list[str],
+                     rows: list[dict[str, Any]]) -> Path:
+    """Rows as CSV with the header ``columns`` (other keys dropped), written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
 def atomic_write_npy(path: str | os.PathLike, array: Any) -> Path:
     """Write one array as ``.npy`` (no pickles) atomically."""
     import io
