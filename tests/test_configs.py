@@ -23,7 +23,7 @@ CONFIGS = [
               extra={"act_bound": 6.0}),
     DDPGConfig(hidden=64, warmup_episodes=5, sigma0=0.3),
     DemoConfig(data="embedded", episodes=3, warmup=1, corruptions=("fog",), bench_bits=(2, 8)),
-    TrainConfig(arch="small_cnn", epochs=3, sigma=0.12, max_images=100, distill=0.5),
+    TrainConfig(arch="resnet20", epochs=3, sigma=0.12, max_images=100, distill=0.5),
     SearchConfig(checkpoint="m.safetensors", data="embedded", strategy="haq", budget=2.5,
                  episodes=9, warmup=3),
     CompareConfig(checkpoint="m.safetensors", candidates=("a.json", "b.safetensors"),

@@ -70,12 +70,15 @@ def compare_cmd(
         help="policy JSON/YAML files (quantized and fine-tuned identically) or quantized "
              "checkpoints")] = None,
     data: DataOpt = "embedded",
-    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
+    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")]
+    = CompareConfig.method,
     finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
-                                                 "fine-tuned on")] = 2000,
-    holdout_images: Annotated[int, typer.Option(help="held-out training images (accuracy)")] = 500,
-    test_images: Annotated[int, typer.Option(help="test images certified")] = 500,
-    test_n: Annotated[int, typer.Option(help="samples per test image")] = 10_000,
+                                                 "fine-tuned on")] = CompareConfig.finetune_images,
+    holdout_images: Annotated[int, typer.Option(help="held-out training images (accuracy)")]
+    = CompareConfig.holdout_images,
+    test_images: Annotated[int, typer.Option(help="test images certified")]
+    = CompareConfig.test_images,
+    test_n: Annotated[int, typer.Option(help="samples per test image")] = CompareConfig.test_n,
     seed: SeedOpt = 0,
     fp_run: Annotated[Path | None, typer.Option(help="a finished `robustq certify` run of the "
                                                 "FP checkpoint with the same images and "

@@ -66,20 +66,21 @@ def warm_start(init: Path, arch: str, train_ds) -> tuple[torch.nn.Module, ModelC
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="output directory (checkpoints, log)")],
     data: DataOpt = "embedded",
-    arch: Annotated[str, typer.Option(help="model name (see `robustq models`)")] = "small_cnn",
-    epochs: Annotated[int, typer.Option(help="passes over the training split")] = 15,
-    batch_size: Annotated[int, typer.Option(help="training images per step")] = 128,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="SGD (Nesterov) momentum")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="L2 on conv/linear weights")] = 5e-4,
-    schedule: Annotated[str, typer.Option(help="cosine | step | onecycle")] = "onecycle",
-    sigma: Annotated[float, typer.Option(help="Gaussian noise std, [0,1] pixel units")] = 0.25,
+    arch: Annotated[str, typer.Option(help="model name (see `robustq models`)")] = TrainConfig.arch,
+    epochs: Annotated[int, typer.Option(help="passes over the training split")] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="training images per step")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = TrainConfig.lr,
+    momentum: Annotated[float, typer.Option(help="SGD (Nesterov) momentum")] = TrainConfig.momentum,
+    weight_decay: Annotated[float, typer.Option(help="L2 on conv/linear weights")] = TrainConfig.weight_decay,
+    schedule: Annotated[str, typer.Option(help="cosine | step | onecycle")] = TrainConfig.schedule,
+    sigma: Annotated[float, typer.Option(help="Gaussian noise std, [0,1] pixel units")] = TrainConfig.sigma,
     crop_padding: Annotated[int | None, typer.Option(help="random-crop padding "
                                                      "(default: 4 for 32px RGB, 2 else)")] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="horizontal flips "
                                               "(default: on for RGB)")] = None,
     seed: SeedOpt = 0,
-    eval_images: Annotated[int, typer.Option(help="test images evaluated per epoch")] = 2000,
+    eval_images: Annotated[int, typer.Option(help="test images evaluated per epoch")] \
+    = TrainConfig.eval_images,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization Lipschitz "
                                            "regularizer beta (0 = off)")] = 0.0,
     act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) "

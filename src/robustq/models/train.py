@@ -42,7 +42,7 @@ FINAL_FILE = "model.safetensors"
 class TrainConfig:
     """Hyper-parameters of one training run; ``sigma`` is in [0, 1] pixel units."""
 
-    arch: str = "resnet20"
+    arch: str = "small_cnn"            # the defaults of `robustq train` are these
     epochs: int = 15
     batch_size: int = 128
     lr: float = 0.1
