@@ -1,6 +1,8 @@
 """Certify a data set image by image: streamed per-image results, resumable, with an IRS cache.
 
-The directory's files and their validated readers are in ``certify.rundir``. A killed run
+The directory's files and their validated readers are in ``certify.rundir``; the settings in
+``certify.config``; when a recorded run may stand for a new one in ``certify.reuse``; paired
+statistics across runs in ``certify.paired`` (all re-exported here). A killed run
 resumes at the first image without a complete line (and complete cache row).
 """
 
@@ -9,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustq.certify.config import CertifyConfig
 from robustq.certify.irs import CacheEntry, irs_certify_many
-from robustq.certify.metrics import (
-    PairedDifference,
-    accuracy_curve,
-    certified_radii,
-    paired_difference,
-    summarize,
+from robustq.certify.metrics import summarize
+from robustq.certify.paired import compare_runs, pairwise_differences
+from robustq.certify.reuse import (
+    SAME_CERTIFICATES,
+    check_cache_matches,
+    reuse_certification,
+    run_mismatches,
 )
 from robustq.certify.rundir import (
     CACHE,
@@ -35,135 +38,27 @@ from robustq.certify.rundir import (
     TSV,
     load_cache,
     prepare,
-    read_tsv,
+    read_rows,
     resolved_source,
+    summarize_rows,
 )
-from robustq.certify.smooth import Certificate, Smooth, check_alpha
+from robustq.certify.smooth import Certificate, Smooth
 from robustq.data.dataset import ImageDataset
-from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
 from robustq.utils.faults import fault_point
 from robustq.utils.io import atomic_write_json
 from robustq.utils.provenance import provenance
-from robustq.utils.records import read_record
-from robustq.utils.validate import check_sigma
 
-
-@dataclass(frozen=True)
-class CertifyConfig(JsonConfig):
-    """One certification run. sigma in [0, 1] pixel units; images ``skip*k`` for k < ``max``."""
-
-    sigma: float
-    n0: int = 100
-    n: int = 10_000
-    alpha: float = 0.001
-    batch_size: int = 400
-    chunk: int = 100
-    skip: int = 20
-    max_images: int | None = 500
-    seed: int = 0
-    radii: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    # incremental (IRS) settings, used only against a cache
-    n_p: int | None = None
-    alpha_zeta: float = 0.001
-    gamma: float = 0.99
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_sigma(self.sigma)
-        if not 0.5 < self.gamma <= 1:
-            raise RobustqError(f"gamma must lie in (0.5, 1], got {self.gamma}")
-        if self.n0 < 1 or self.n < 1:
-            raise RobustqError(f"n0 and n must be >= 1, got n0={self.n0}, n={self.n}")
-        check_alpha(self.alpha)
-        check_alpha(self.alpha_zeta, "alpha_zeta")
-        if self.batch_size < 1:
-            raise RobustqError(f"batch size must be >= 1, got {self.batch_size}")
-        if not 1 <= self.chunk <= self.batch_size:
-            raise RobustqError(f"chunk must lie in [1, batch size], got {self.chunk}")
-        if self.skip < 1:
-            raise RobustqError(f"skip must be >= 1, got {self.skip}")
-        if self.max_images is not None and self.max_images < 1:
-            raise RobustqError(f"max images must be >= 1, got {self.max_images}")
-        if self.n_p is not None and self.n_p < 1:
-            raise RobustqError(f"n_p must be >= 1, got {self.n_p}")
-
-    def indices(self, size: int) -> list[int]:
-        idx = list(range(0, size, self.skip))
-        return idx[: self.max_images] if self.max_images is not None else idx
-
-    def image_seed(self, index: int) -> int:
-        return self.seed * 1_000_003 + index
+# re-exported: the workflow's public names, wherever they live
+__all__ = ["RUN", "SAME_CERTIFICATES", "SUMMARY", "CertifyConfig", "certify_dataset",
+           "check_cache_matches", "compare_runs", "irs_certify_dataset", "pairwise_differences",
+           "read_rows", "reuse_certification", "run_mismatches", "samples_to_go",
+           "summarize_rows"]
 
 
 def _row(idx, label, cert: Certificate, seconds, samples, seed, extra=()) -> list:
     return [idx, label, cert.prediction, f"{cert.radius:.6f}", int(cert.prediction == label),
             f"{seconds:.3f}", samples, f"{cert.p_lower:.6f}", cert.count, seed, *extra]
-
-
-def summarize_rows(rows: list[dict[str, str]], radii: tuple[float, ...]) -> dict[str, Any]:
-    """ACR, certified accuracy at ``radii``, the certified-accuracy curve (51 radii), time and
-    samples of per-image rows as read from ``certify.tsv`` (a run's or a partial run's)."""
-    preds = [int(r["predict"]) for r in rows]
-    labels = [int(r["label"]) for r in rows]
-    rads = [float(r["radius"]) for r in rows]
-    summary = summarize(preds, labels, rads, radii)
-    grid, curve = accuracy_curve(preds, labels, rads, points=51)
-    summary.update(curve={"radius": grid.round(4).tolist(), "certified_accuracy": curve.tolist()},
-                   certify_time_s=round(sum(float(r["time"]) for r in rows), 2),
-                   samples=int(sum(int(r["samples"]) for r in rows)))
-    return summary
-
-
-def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
-    """The complete per-image rows of a (possibly unfinished) run in ``out_dir``, validated."""
-    return read_tsv(Path(out_dir) / TSV)
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path, confidence: float = 0.95,
-                 common: bool = False) -> dict[str, PairedDifference]:
-    """Paired differences a - b of two certification runs over the same images: ``acr`` (per-image
-    certified radius, 0 where wrong) and ``smoothed_accuracy`` (per-image correctness), each with
-    a ``confidence`` t interval (``paired_difference``). Raises ``RobustqError`` when the runs
-    did not certify the same images with the same labels; with ``common``, pairs the images both
-    runs certified so far (e.g. an unfinished run; ``.images`` says how many)."""
-    a = {r["idx"]: r for r in read_rows(run_a)}
-    b = {r["idx"]: r for r in read_rows(run_b)}
-    if common:
-        a = {i: r for i, r in a.items() if i in b}
-        b = {i: r for i, r in b.items() if i in a}
-    if a.keys() != b.keys() or any(a[i]["label"] != b[i]["label"] for i in a):
-        raise RobustqError(f"{run_a} and {run_b} certified different images; a paired "
-                           f"comparison needs the same ones ({len(a)} and {len(b)} rows)")
-    if len(a) < 2:
-        raise RobustqError(f"{run_a}: a paired comparison needs at least 2 certified images")
-    order = sorted(a, key=int)
-
-    def per_image(rows: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-        preds = [int(rows[i]["predict"]) for i in order]
-        labels = [int(rows[i]["label"]) for i in order]
-        radii = certified_radii(preds, labels, [float(rows[i]["radius"]) for i in order])
-        return radii, (np.asarray(preds) == np.asarray(labels)).astype(float)
-
-    (ra, ca), (rb, cb) = per_image(a), per_image(b)
-    return {"acr": paired_difference(ra, rb, confidence),
-            "smoothed_accuracy": paired_difference(ca, cb, confidence)}
-
-
-def pairwise_differences(runs: Sequence[tuple[str, str | Path]], confidence: float = 0.95
-                         ) -> list[dict[str, Any]]:
-    """``compare_runs`` for every later run against every earlier one (name, directory), as
-    JSON-ready rows: ``{"a", "b", "images", "acr": {...}, "smoothed_accuracy": {...}}``, each
-    difference a - b with ``mean``, ``low``, ``high`` and ``significant``."""
-    out = []
-    for i, (name_b, dir_b) in enumerate(runs):
-        for name_a, dir_a in runs[i + 1:]:
-            d = compare_runs(dir_a, dir_b, confidence)
-            out.append({"a": name_a, "b": name_b, "images": d["acr"].images,
-                        "confidence": confidence,
-                        **{k: {"mean": v.mean, "low": v.low, "high": v.high,
-                               "significant": v.significant} for k, v in d.items()}})
-    return out
 
 
 def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[str, str]],
@@ -236,66 +131,6 @@ def _append_rows(tsv, columns: list[str], rows: list[dict[str, str]],
 def _running(rows: list[dict[str, str]]) -> dict[str, Any]:
     return summarize([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
                      [float(r["radius"]) for r in rows], ())
-
-
-def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
-                   keys: tuple[str, ...]) -> list[str]:
-    """How the run recorded in ``meta`` differs from certifying ``cfg.indices`` of ``ds`` with
-    ``cfg``, in the config ``keys`` and the data (source, split, image list); empty if not."""
-    old = meta.get("config", {})
-    problems = [f"{k} {old.get(k)} (asked {getattr(cfg, k)})" for k in keys
-                if old.get(k) != getattr(cfg, k)]
-    data = meta.get("data", {})
-    if (resolved_source(data.get("source")), data.get("split")) != \
-            (resolved_source(ds.source), ds.split):
-        problems.append(f"data {data.get('source')}:{data.get('split')} "
-                        f"(asked {ds.source}:{ds.split})")
-    if data.get("indices") != cfg.indices(len(ds)):
-        problems.append(f"another image list ({len(data.get('indices') or [])} images recorded, "
-                        f"{len(cfg.indices(len(ds)))} asked: certify --skip/--max, compare "
-                        "--test-images)")
-    return problems
-
-
-def check_cache_matches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
-                        cache_dir: Path) -> None:
-    """The cache's bounds transfer only with its own noise and confidence: sigma, chunk, seed
-    and alpha must be the run's (a bound at alpha 0.2 is no bound at 1e-4)."""
-    problems = run_mismatches(meta, ds, cfg, ("sigma", "chunk", "seed", "alpha"))
-    if problems:
-        raise RobustqError(f"{cache_dir}: the cache was made with " + "; ".join(problems)
-                           + "; certify against a cache made with the same settings")
-
-
-# settings that decide which certificates a run computes (radii only summarize them)
-SAME_CERTIFICATES = ("sigma", "n0", "n", "alpha", "batch_size", "chunk", "seed")
-
-
-def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
-                        checkpoint: str) -> dict[str, Any]:
-    """The summary (at ``cfg.radii``) of a finished ``certify_dataset`` run in ``run_dir`` of
-    the ``checkpoint`` file that certified the images ``cfg`` selects from ``ds`` with the same
-    sigma, n0, n, alpha, batch, chunk and seed: the same noise, so the same certificates up to
-    the float rounding of how the model was run. Anything that differs is refused with the
-    reason."""
-    if not (run_dir / RUN).is_file() or not (run_dir / SUMMARY).is_file():
-        raise RobustqError(f"{run_dir}: not a finished certification run (needs {RUN} and "
-                           f"{SUMMARY})")
-    meta = read_record(run_dir / RUN, ("config", "data"))
-    problems = run_mismatches(meta, ds, cfg, SAME_CERTIFICATES)
-    if meta.get("kind") != "certify":
-        problems.append(f"kind {meta.get('kind')} (an IRS run is not a full certification)")
-    ran = Path((meta.get("model") or {}).get("checkpoint", ""))   # resolved when recorded
-    if not (ran.is_file() and ran.samefile(checkpoint)):
-        problems.append(f"checkpoint {ran} (asked {checkpoint})")
-    rows = read_rows(run_dir)
-    if len(rows) != len(cfg.indices(len(ds))):
-        problems.append(f"{len(rows)} certified images (need {len(cfg.indices(len(ds)))})")
-    if problems:
-        raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
-    summary = summarize_rows(rows, cfg.radii)
-    summary["wall_time_s"] = read_record(run_dir / SUMMARY, ("wall_time_s",))["wall_time_s"]
-    return summary
 
 
 def samples_to_go(cfg: CertifyConfig, ds: ImageDataset, out_dir: str | Path,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from robustq.certify.metrics import accuracy_curve, summarize
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.records import claim, read_record
@@ -157,3 +158,22 @@ def load_cache(cache_dir: Path, num_classes: int | None = None
         raise RobustqError(f"{cache_dir / CACHE}: class ids out of range "
                            f"[{preds.min()}, {preds.max()}]; the cache is damaged")
     return meta, rows[:complete], preds
+
+
+def summarize_rows(rows: list[dict[str, str]], radii: tuple[float, ...]) -> dict[str, Any]:
+    """ACR, certified accuracy at ``radii``, the certified-accuracy curve (51 radii), time and
+    samples of per-image rows as read from ``certify.tsv`` (a run's or a partial run's)."""
+    preds = [int(r["predict"]) for r in rows]
+    labels = [int(r["label"]) for r in rows]
+    rads = [float(r["radius"]) for r in rows]
+    summary = summarize(preds, labels, rads, radii)
+    grid, curve = accuracy_curve(preds, labels, rads, points=51)
+    summary.update(curve={"radius": grid.round(4).tolist(), "certified_accuracy": curve.tolist()},
+                   certify_time_s=round(sum(float(r["time"]) for r in rows), 2),
+                   samples=int(sum(int(r["samples"]) for r in rows)))
+    return summary
+
+
+def read_rows(out_dir: str | Path) -> list[dict[str, str]]:
+    """The complete per-image rows of a (possibly unfinished) run in ``out_dir``, validated."""
+    return read_tsv(Path(out_dir) / TSV)

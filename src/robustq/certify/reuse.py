@@ -1,0 +1,73 @@
+"""When a recorded certification run may stand for a new one: the settings and data that must
+agree to resume it, to use it as an IRS cache, or to reuse its certificates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from robustq.certify.config import CertifyConfig
+from robustq.certify.rundir import RUN, SUMMARY, read_rows, resolved_source, summarize_rows
+from robustq.data.dataset import ImageDataset
+from robustq.utils.errors import RobustqError
+from robustq.utils.records import read_record
+
+
+def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
+                   keys: tuple[str, ...]) -> list[str]:
+    """How the run recorded in ``meta`` differs from certifying ``cfg.indices`` of ``ds`` with
+    ``cfg``, in the config ``keys`` and the data (source, split, image list); empty if not."""
+    old = meta.get("config", {})
+    problems = [f"{k} {old.get(k)} (asked {getattr(cfg, k)})" for k in keys
+                if old.get(k) != getattr(cfg, k)]
+    data = meta.get("data", {})
+    if (resolved_source(data.get("source")), data.get("split")) != \
+            (resolved_source(ds.source), ds.split):
+        problems.append(f"data {data.get('source')}:{data.get('split')} "
+                        f"(asked {ds.source}:{ds.split})")
+    if data.get("indices") != cfg.indices(len(ds)):
+        problems.append(f"another image list ({len(data.get('indices') or [])} images recorded, "
+                        f"{len(cfg.indices(len(ds)))} asked: certify --skip/--max, compare "
+                        "--test-images)")
+    return problems
+
+
+def check_cache_matches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
+                        cache_dir: Path) -> None:
+    """The cache's bounds transfer only with its own noise and confidence: sigma, chunk, seed
+    and alpha must be the run's (a bound at alpha 0.2 is no bound at 1e-4)."""
+    problems = run_mismatches(meta, ds, cfg, ("sigma", "chunk", "seed", "alpha"))
+    if problems:
+        raise RobustqError(f"{cache_dir}: the cache was made with " + "; ".join(problems)
+                           + "; certify against a cache made with the same settings")
+
+
+# settings that decide which certificates a run computes (radii only summarize them)
+SAME_CERTIFICATES = ("sigma", "n0", "n", "alpha", "batch_size", "chunk", "seed")
+
+
+def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
+                        checkpoint: str) -> dict[str, Any]:
+    """The summary (at ``cfg.radii``) of a finished ``certify_dataset`` run in ``run_dir`` of
+    the ``checkpoint`` file that certified the images ``cfg`` selects from ``ds`` with the same
+    sigma, n0, n, alpha, batch, chunk and seed: the same noise, so the same certificates up to
+    the float rounding of how the model was run. Anything that differs is refused with the
+    reason."""
+    if not (run_dir / RUN).is_file() or not (run_dir / SUMMARY).is_file():
+        raise RobustqError(f"{run_dir}: not a finished certification run (needs {RUN} and "
+                           f"{SUMMARY})")
+    meta = read_record(run_dir / RUN, ("config", "data"))
+    problems = run_mismatches(meta, ds, cfg, SAME_CERTIFICATES)
+    if meta.get("kind") != "certify":
+        problems.append(f"kind {meta.get('kind')} (an IRS run is not a full certification)")
+    ran = Path((meta.get("model") or {}).get("checkpoint", ""))   # resolved when recorded
+    if not (ran.is_file() and ran.samefile(checkpoint)):
+        problems.append(f"checkpoint {ran} (asked {checkpoint})")
+    rows = read_rows(run_dir)
+    if len(rows) != len(cfg.indices(len(ds))):
+        problems.append(f"{len(rows)} certified images (need {len(cfg.indices(len(ds)))})")
+    if problems:
+        raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
+    summary = summarize_rows(rows, cfg.radii)
+    summary["wall_time_s"] = read_record(run_dir / SUMMARY, ("wall_time_s",))["wall_time_s"]
+    return summary
