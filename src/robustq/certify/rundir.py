@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from robustq.certify.metrics import accuracy_curve, summarize
+from robustq.data.embedded import EMBEDDED
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.records import claim, read_record
@@ -108,7 +109,7 @@ def sampled_classifier(model: Any) -> Any:
 def resolved_source(source: Any) -> Any:
     """A data source as recorded in run.json: an existing path resolved (so a run can be reused
     or resumed from another working directory), anything else (``embedded``) as it is."""
-    if isinstance(source, str) and source != "embedded" and Path(source).exists():
+    if isinstance(source, str) and source not in EMBEDDED and Path(source).exists():
         return str(Path(source).resolve())
     return source
 

@@ -84,16 +84,30 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
     return atomic_write(path, lambda p: save_file(tensors, str(p), metadata={META_KEY: text}))
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's robustq metadata alone (the header; no tensor is read), validated."""
     path = Path(path)
     if not path.is_file():
         raise RobustqError(f"{path}: checkpoint not found")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RobustqError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    return _parse_metadata(path, raw)
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    meta = read_metadata(path)
+    try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise RobustqError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    check_finite_tensors(path, tensors)
+    return tensors, meta
+
+
+def _parse_metadata(path: Path, raw: str | None) -> dict[str, Any]:
     if raw is None:
         raise RobustqError(f"{path}: safetensors file has no robustq metadata")
     try:
@@ -103,8 +117,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     if not isinstance(meta, dict):
         raise RobustqError(f"{path}: robustq metadata must be a JSON object, got "
                            f"{type(meta).__name__}")
-    check_finite_tensors(path, tensors)
-    return tensors, meta
+    return meta
 
 
 def check_finite_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:

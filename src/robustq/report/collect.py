@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-
 from robustq.bench.runner import CONFIG_FILE as BENCH_CONFIG
 from robustq.bench.tables import collect_results
 from robustq.certify.run import RUN, SUMMARY, read_rows, summarize_rows
+from robustq.models.checkpoint import read_metadata
 from robustq.utils.errors import RobustqError
 
 RADII = (0.25, 0.5, 0.75, 1.0)
@@ -163,11 +162,7 @@ def load_demo(path: Path, name: str) -> RunRecord:
 def load_model_run(path: Path, name: str) -> RunRecord:
     """A train / quantize output: the checkpoint's metadata (safetensors header only)."""
     ckpt = path / "model.safetensors"
-    try:
-        with safe_open(str(ckpt), "np") as f:
-            meta = json.loads((f.metadata() or {}).get("robustq", "{}"))
-    except (OSError, ValueError, SafetensorError) as e:
-        raise RobustqError(f"{ckpt}: unreadable checkpoint ({e})") from None
+    meta = read_metadata(ckpt)
     return RunRecord("model", name, path, meta, sources=[ckpt], provenance=meta.get("provenance"))
 
 
