@@ -47,6 +47,7 @@ from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
 from robustq.utils.faults import fault_point
 from robustq.utils.io import atomic_write_json
+from robustq.utils.parallel import SERIAL, Executor
 from robustq.utils.provenance import provenance
 
 # re-exported: the workflow's public names, wherever they live
@@ -79,8 +80,8 @@ Progress = Callable[[int, int, dict[str, Any]], None]
 
 def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_dir: str | Path,
                     cache: bool = False, model_info: dict | None = None,
-                    progress: Progress | None = None, device: torch.device | None = None
-                    ) -> dict[str, Any]:
+                    progress: Progress | None = None, device: torch.device | None = None,
+                    executor: Executor | None = None) -> dict[str, Any]:
     """CERTIFY the images ``cfg.indices(len(ds))`` of ``ds``; stream results to ``out_dir``.
 
     With ``cache``, also write f's estimation predictions so the run can serve as an IRS cache.
@@ -88,6 +89,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     the noise is drawn and the model runs (``Smooth``); default the CPU.
     """
     out = Path(out_dir)
+    executor = executor or SERIAL
     indices = cfg.indices(len(ds))
     run_meta = {"kind": "certify", "config": cfg.to_json(), "cache": cache,
                 "data": {"source": resolved_source(ds.source), "split": ds.split,
@@ -98,23 +100,33 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk, device)
     model.eval()
     started, done, earlier = time.perf_counter(), len(rows), list(rows)
+    # the unit of work: as many images as fill one batch (the same groups on every executor)
     group = max(1, cfg.batch_size // (cfg.n0 + cfg.n))
-    with open(out / TSV, "a") as tsv, open(out / CACHE, "ab") if cache else io.BytesIO() as cf:
-        for g in range(done, len(indices), group):
-            idx = indices[g:g + group]
-            xs, ys = ds.tensors(np.asarray(idx))
-            seeds = [cfg.image_seed(i) for i in idx]
-            t0 = time.perf_counter()
-            certs, preds = smooth.certify_many(xs, cfg.n0, cfg.n, cfg.alpha, seeds, record=cache)
-            dt = (time.perf_counter() - t0) / len(idx)
+    groups = [indices[g:g + group] for g in range(done, len(indices), group)]
+    units = ((ds.tensors(np.asarray(idx))[0], [cfg.image_seed(i) for i in idx]) for idx in groups)
+    with open(out / TSV, "a") as tsv, open(out / CACHE, "ab") if cache else io.BytesIO() as cf, \
+            executor.session((smooth, cfg, cache)) as run:
+        for idx, (certs, preds, dt) in zip(groups, run.imap(_certify_group, units), strict=True):
             if cache:
                 cf.write(preds.astype(np.int16).tobytes())
                 cf.flush()
-            new = [dict(zip(COLUMNS, map(str, _row(i, y, c, dt, cfg.n0 + cfg.n, seeds[k])),
-                            strict=True))
-                   for k, (i, y, c) in enumerate(zip(idx, ys.tolist(), certs, strict=True))]
+            labels = ds.labels[np.asarray(idx)].tolist()
+            new = [dict(zip(COLUMNS, map(str, _row(i, y, c, dt, cfg.n0 + cfg.n,
+                                                  cfg.image_seed(i))), strict=True))
+                   for i, y, c in zip(idx, labels, certs, strict=True)]
             _append_rows(tsv, COLUMNS, rows, new, len(indices), progress)
     return _finish(out, cfg, started, earlier, rows)
+
+
+def _certify_group(work: tuple[Smooth, CertifyConfig, bool], unit: tuple[torch.Tensor, list[int]]
+                   ) -> tuple[list[Certificate], np.ndarray | None, float]:
+    """One unit (on any executor): CERTIFY a group of images with their seeds; the certificates,
+    f's recorded estimation predictions (with a cache) and the seconds per image."""
+    smooth, cfg, record = work
+    xs, seeds = unit
+    t0 = time.perf_counter()
+    certs, preds = smooth.certify_many(xs, cfg.n0, cfg.n, cfg.alpha, seeds, record=record)
+    return certs, preds, (time.perf_counter() - t0) / len(seeds)
 
 
 def _append_rows(tsv, columns: list[str], rows: list[dict[str, str]],
@@ -144,7 +156,8 @@ def samples_to_go(cfg: CertifyConfig, ds: ImageDataset, out_dir: str | Path,
 def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig,
                         cache_dir: str | Path, out_dir: str | Path,
                         model_info: dict | None = None, progress: Progress | None = None,
-                        device: torch.device | None = None) -> dict[str, Any]:
+                        device: torch.device | None = None, executor: Executor | None = None
+                        ) -> dict[str, Any]:
     """IRS-certify an approximate model ``model_p`` against the cache of f's certification.
 
     The transferred bounds hold at the cache's alpha with the cache's noise (sigma, chunk,
@@ -172,26 +185,44 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
     smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk, device)
     model_p.eval()
     started, earlier = time.perf_counter(), list(rows)
-    with open(out / TSV, "a") as tsv:
-        for k in range(len(rows), len(cached_rows)):
-            new = [_irs_row(smooth, ds, cfg, cached_rows[k], cached_preds[k])]
+    todo = range(len(rows), len(cached_rows))
+    units = (_irs_unit(ds, cfg, cached_rows[k], cached_preds[k]) for k in todo)
+    with open(out / TSV, "a") as tsv, (executor or SERIAL).session((smooth, cfg)) as run:
+        for k, (cert, dt) in zip(todo, run.imap(_irs_image, units), strict=True):
+            new = [_irs_row(cfg, cached_rows[k], cert, dt)]
             _append_rows(tsv, IRS_COLUMNS, rows, new, len(cached_rows), progress)
     return _finish(out, cfg, started, earlier, rows)
 
 
-def _irs_row(smooth: Smooth, ds: ImageDataset, cfg: CertifyConfig, r: dict[str, str],
-             predictions: np.ndarray) -> dict[str, str]:
-    """One image's IRS row from its cached row ``r`` and f's cached ``predictions``."""
+def _irs_unit(ds: ImageDataset, cfg: CertifyConfig, r: dict[str, str], predictions: np.ndarray
+              ) -> tuple[torch.Tensor, CacheEntry] | None:
+    """One image's IRS unit from its cached row ``r``: the image and f's cache entry, or None
+    where f abstained (nothing to transfer)."""
+    if int(r["predict"]) < 0:
+        return None
+    xs, _ = ds.tensors(np.asarray([int(r["idx"])]))
+    return xs, CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]), predictions,
+                          chunk=cfg.chunk, alpha=cfg.alpha)
+
+
+def _irs_image(work: tuple[Smooth, CertifyConfig], unit: tuple[torch.Tensor, CacheEntry] | None
+               ) -> tuple[Certificate | None, float]:
+    """One unit (on any executor): IRS for one image; its certificate and seconds."""
+    if unit is None:
+        return None, 0.0
+    smooth, cfg = work
+    t0 = time.perf_counter()
+    cert = irs_certify_many(smooth, unit[0], [unit[1]], cfg.n_p, None, cfg.alpha_zeta, cfg.gamma)[0]
+    return cert, time.perf_counter() - t0
+
+
+def _irs_row(cfg: CertifyConfig, r: dict[str, str], cert: Certificate | None, dt: float
+             ) -> dict[str, str]:
+    """One image's IRS row from its cached row ``r`` and its certificate (None: f abstained)."""
     i, y = int(r["idx"]), int(r["label"])
-    if int(r["predict"]) < 0:       # f abstained: nothing to transfer
-        cert, dt, extra, samples = Certificate(-1, 0.0, float(r["p_lower"]), 0, 0), 0.0, ("", ""), 0
+    if cert is None:
+        cert, extra, samples = Certificate(-1, 0.0, float(r["p_lower"]), 0, 0), ("", ""), 0
     else:
-        xs, _ = ds.tensors(np.asarray([i]))
-        entry = CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]), predictions,
-                           chunk=cfg.chunk, alpha=cfg.alpha)
-        t0 = time.perf_counter()
-        cert = irs_certify_many(smooth, xs, [entry], cfg.n_p, None, cfg.alpha_zeta, cfg.gamma)[0]
-        dt = time.perf_counter() - t0
         extra = ("" if cert.zeta is None else f"{cert.zeta:.6f}",
                  "" if cert.disagreements is None else cert.disagreements)
         samples = cfg.n_p

@@ -17,6 +17,7 @@ from torch import nn
 
 from robustq.certify.noise import ESTIMATION, SELECTION, chunk_noise, chunk_seed, chunk_sizes
 from robustq.certify.stats import binom_two_sided_pvalue, clopper_pearson_lower, radius_from_p
+from robustq.models.compile import shippable
 from robustq.utils.errors import RobustqError
 from robustq.utils.validate import check_sigma
 
@@ -62,6 +63,10 @@ class Smooth:
         # where noise is drawn and the model runs: given, or the model's (CPU noise then)
         self.device = torch.device(device) if device is not None else None
         self._checked = False
+
+    def __getstate__(self) -> dict:
+        """To a worker process (``utils.parallel``): the model as ``shippable`` makes it."""
+        return {**self.__dict__, "model": shippable(self.model)}
 
     # ----------------------------------------------------------------------------- sampling
     @torch.inference_mode()

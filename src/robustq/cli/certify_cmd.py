@@ -16,7 +16,15 @@ from robustq.certify.run import (
     irs_certify_dataset,
     samples_to_go,
 )
-from robustq.cli.common import DeviceOpt, SeedOpt, check_model_fits, console, friendly_errors
+from robustq.cli.common import (
+    DeviceOpt,
+    RayOpt,
+    SeedOpt,
+    WorkersOpt,
+    check_model_fits,
+    console,
+    friendly_errors,
+)
 from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt, set_threads
 from robustq.data import load_dataset
@@ -31,6 +39,7 @@ from robustq.quant.engines import (
 )
 from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
+from robustq.utils.parallel import Executor, get_executor
 
 
 def sampled_model(model: nn.Module, meta: dict, checkpoint: Path, engine: str,
@@ -72,7 +81,8 @@ def note_class_coverage(cfg: CertifyConfig, ds) -> None:
 
 
 def certify_with_progress(model: nn.Module, ds, cfg: CertifyConfig, out: Path, cache: bool,
-                          incremental: Path | None, info: dict, device: torch.device) -> dict:
+                          incremental: Path | None, info: dict, device: torch.device,
+                          executor: Executor) -> dict:
     """Plain or IRS certification, progress showing the running ACR and accuracy."""
     what = "certifying" if incremental is None else "IRS-certifying"
     with console_progress().phase(f"{what} {len(cfg.indices(len(ds)))} images "
@@ -83,9 +93,9 @@ def certify_with_progress(model: nn.Module, ds, cfg: CertifyConfig, out: Path, c
 
         if incremental is None:
             return certify_dataset(model, ds, cfg, out, cache=cache, model_info=info,
-                                   progress=progress, device=device)
+                                   progress=progress, device=device, executor=executor)
         return irs_certify_dataset(model, ds, cfg, incremental, out, model_info=info,
-                                   progress=progress, device=device)
+                                   progress=progress, device=device, executor=executor)
 
 
 @friendly_errors
@@ -116,9 +126,12 @@ def certify_cmd(
         f"{e.name}: {e.help}" for e in ENGINES.values()))] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    ray: RayOpt = None,
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
     set_threads(threads)
+    executor = get_executor(workers, ray)
     model, meta = load_model(checkpoint)
     cost = checkpoint_cost(model, meta) if approx is None else None
     sigma = meta.get("sigma") if sigma is None else sigma
@@ -141,7 +154,7 @@ def certify_cmd(
                                incremental is not None)
     info = {"checkpoint": str(checkpoint.resolve()), "approx": approx, "arch": meta["card"]["arch"],
             **how, "device": str(where), **({"cost": cost} if cost is not None else {})}
-    summary = certify_with_progress(model, ds, cfg, out, cache, incremental, info, where)
+    summary = certify_with_progress(model, ds, cfg, out, cache, incremental, info, where, executor)
     ca = ", ".join(f"{r}: {v:.3f}" for r, v in summary["certified_accuracy"].items())
     console.print(f"{summary['images']} images: smoothed accuracy "
                   f"{summary['smoothed_accuracy']:.3f}, ACR {summary['acr']:.3f}, certified "

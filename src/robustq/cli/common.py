@@ -30,6 +30,11 @@ NOTHING = "nothing was written"
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N: "
                                        "where the model runs and noise is drawn")]
+WorkersOpt = Annotated[int, typer.Option(help="local worker processes that share the units of work "
+                                         "(images, cells, rows); 1: this process")]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", help="run the units of work on a Ray cluster: auto (the running one), HOST:PORT, or "
+    "local (start one here); needs pip install 'robustq[ray]'")]
 SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "
                                       "recorded in the run")]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +39,7 @@ def freeze_for_inference(model: nn.Module, example_shape: tuple[int, ...]) -> nn
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             frozen(example)
         frozen.num_classes = getattr(model, "num_classes", None)
+        frozen.robustq_recipe = ("freeze", model, tuple(example_shape))
         return frozen
     except Exception:  # noqa: BLE001 - any tracing failure means: use eager
         return model
@@ -67,6 +69,7 @@ def compile_for_inference(model: nn.Module, example_shape: tuple[int, ...]
     except Exception:  # noqa: BLE001 - any compiler failure means: use the frozen trace
         return freeze_for_inference(model, example_shape)
     compiled.num_classes = getattr(model, "num_classes", None)
+    compiled.robustq_recipe = ("compile", model, tuple(example_shape))
     return compiled
 
 
@@ -77,3 +80,28 @@ def fast_inference(model: nn.Module, example_shape: tuple[int, ...], samples: in
     if samples >= COMPILE_FROM_SAMPLES:
         return compile_for_inference(model, example_shape)
     return freeze_for_inference(model, example_shape)
+
+
+class _Shipped:
+    """Pickles as the recipe of an inference copy made here (its eager source and example shape);
+    unpickling makes the copy again, on the receiving side's CPU."""
+
+    def __init__(self, recipe: tuple[str, nn.Module, tuple[int, ...]]) -> None:
+        self.recipe = recipe
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, self.recipe)
+
+
+def _rebuild(kind: str, source: nn.Module, example_shape: tuple[int, ...]) -> nn.Module:
+    make = freeze_for_inference if kind == "freeze" else compile_for_inference
+    return make(source, example_shape)
+
+
+def shippable(model: Any) -> Any:
+    """``model`` in a form that pickles to a worker process and unpickles as the same function:
+    TorchScript and ``torch.compile`` copies made by this module cannot be pickled (frozen,
+    optimized graphs do not even serialize with ``torch.jit.save``), so they travel as their
+    recipe and are rebuilt there; anything else travels as it is."""
+    recipe = getattr(model, "robustq_recipe", None)
+    return _Shipped(recipe) if recipe is not None else model

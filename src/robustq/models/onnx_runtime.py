@@ -45,7 +45,11 @@ class OnnxClassifier(nn.Module):
         self.input = self.session.get_inputs()[0].name
         card = meta["card"]
         self.num_classes, self.in_channels = int(card["num_classes"]), int(card["in_channels"])
-        self.path = str(path)
+        self.path, self.meta = str(path), meta
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """To a worker process as its file: the session is opened again there."""
+        return (OnnxClassifier, (self.path, self.meta))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.session.run(None, {self.input: x.detach().float().contiguous().numpy()})[0]

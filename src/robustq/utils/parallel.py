@@ -1,0 +1,223 @@
+"""Where units of work run: in this process, a local process pool, or a Ray cluster.
+
+Every long workflow is a sequence of independent units, each seeded on its own (a group of
+images to certify, a benchmark cell, a candidate's fine-tuning, an episode's reward). An executor
+maps a module-level function over the units and yields the results *in submission order*: the
+driver stays the one writer and appends them exactly as a one-process run does, so a sharded
+run's files equal a single-process run's (timings aside), and a killed run resumes the same way.
+
+    executor = get_executor(workers=2)             # or get_executor(ray="auto")
+    with executor.session(state) as run:             # state: picklable, shipped once per worker
+        for result in run.imap(task, units):       # task(state, unit), a module-level function
+            write(result)
+
+A worker that dies is replaced and its units are run again (Ray retries tasks itself; the pool
+is restarted, at most ``RESTARTS`` times): units are pure functions of their inputs. Workers get
+``threads`` torch threads each (default: this machine's cores shared out); pickling is used only
+between this process and its own workers, never for files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import ProcessPoolExecutor as _Pool
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from robustq.utils.errors import RobustqError
+
+RESTARTS = 3
+Task = Callable[[Any, Any], Any]
+
+
+class Executor:
+    """In this process: ``task(state, unit)`` one unit after the other."""
+
+    name = "serial"
+    workers = 1
+
+    @contextmanager
+    def session(self, state: Any) -> Iterator[Session]:
+        yield Session(self, state)
+
+    def describe(self) -> dict[str, Any]:
+        """What the run record says about where the units ran."""
+        return {"executor": self.name, "workers": self.workers}
+
+    def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
+        return (task(session.state, u) for u in units)
+
+
+class Session:
+    """An executor bound to one ``state`` (workers keep it between ``imap`` calls)."""
+
+    def __init__(self, executor: Executor, state: Any) -> None:
+        self.executor, self.state = executor, state
+        self.token = uuid.uuid4().hex
+
+    def imap(self, task: Task, units: Iterable[Any]) -> Iterator[Any]:
+        """``task(state, u)`` for every unit, yielded in the order of ``units``."""
+        return self.executor._imap(self, task, list(units))
+
+
+# ----- a local process pool (``--workers N``)
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_pool_unit(token: str, blob: bytes, task: Task, unit: Any) -> Any:
+    """In a worker: the session's state (unpickled once per worker and session), then the unit."""
+    if token not in _WORKER_STATE:
+        _WORKER_STATE.clear()
+        _WORKER_STATE[token] = pickle.loads(blob)
+    return task(_WORKER_STATE[token], unit)
+
+
+class PoolExecutor(Executor):
+    """``workers`` local processes (spawned, so no thread state is inherited), ``2 * workers``
+    units in flight."""
+
+    name = "pool"
+
+    def __init__(self, workers: int, threads: int | None = None) -> None:
+        self.workers = workers
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self._pool: _Pool | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "threads_per_worker": self.threads}
+
+    def _executor(self, fresh: bool = False) -> _Pool:
+        if fresh and self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._pool is None:
+            self._pool = _Pool(self.workers, multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.threads,))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @contextmanager
+    def session(self, state: Any) -> Iterator[Session]:
+        try:
+            yield Session(self, state)
+        finally:
+            self.close()
+
+    def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
+        blob = pickle.dumps(session.state)
+        submit = lambda u: self._executor().submit(_run_pool_unit, session.token, blob, task, u)  # noqa: E731
+        return _ordered(units, submit, 2 * self.workers, self._restart)
+
+    def _restart(self) -> None:
+        self._executor(fresh=True)
+
+
+def _ordered(units: list[Any], submit: Callable[[Any], Future], window: int,
+             restart: Callable[[], None]) -> Iterator[Any]:
+    """Results of ``submit(u)`` in the order of ``units``, at most ``window`` in flight; after
+    a worker's death the pool is restarted and every unit not yet yielded is submitted again."""
+    next_unit, restarts = 0, 0
+    flight: deque[Future] = deque()
+    while next_unit < len(units) or flight:
+        while next_unit < len(units) and len(flight) < window:
+            flight.append(submit(units[next_unit]))
+            next_unit += 1
+        try:
+            result = flight[0].result()
+        except BrokenProcessPool:
+            restarts += 1
+            if restarts > RESTARTS:
+                raise RobustqError(f"a worker died {restarts} times; giving up (the finished "
+                                   "units are kept: rerun to resume)") from None
+            next_unit -= len(flight)
+            flight.clear()
+            restart()
+            continue
+        flight.popleft()
+        yield result
+
+
+# ----- Ray (optional extra robustq[ray])
+class RayExecutor(Executor):
+    """Tasks on a Ray cluster (``address``: ``auto``, ``host:port``, or ``local`` to start one
+    here); one CPU per task, Ray's task retries for dead workers."""
+
+    name = "ray"
+
+    def __init__(self, address: str, threads: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RobustqError("--ray needs the optional extra: pip install 'robustq[ray]'"
+                               ) from None
+        self.ray, self.threads = ray, threads
+        if not ray.is_initialized():
+            try:
+                ray.init(address=None if address == "local" else address,
+                         include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise RobustqError(f"--ray {address}: cannot reach a Ray cluster ({e})") from None
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        self._remote = ray.remote(num_cpus=threads, max_retries=RESTARTS)(_run_ray_unit)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "threads_per_worker": self.threads}
+
+    def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
+        ref = [self.ray.put(session.state)]    # in a list: Ray passes the reference unresolved
+        ray = self.ray
+
+        def submit(u: Any) -> Future:
+            return self._remote.remote(session.token, ref, task, u, self.threads).future()
+        try:
+            yield from _ordered(units, submit, 2 * self.workers, lambda: None)
+        except ray.exceptions.RayTaskError as e:
+            raise e.cause if isinstance(e.cause, RobustqError) else RobustqError(
+                f"Ray: a unit failed ({e.cause!r}); the finished units are kept: rerun to "
+                "resume") from None
+        except ray.exceptions.RayError as e:
+            raise RobustqError(f"Ray: a unit failed ({type(e).__name__}); the finished units "
+                               "are kept: rerun to resume") from None
+
+
+def _run_ray_unit(token: str, ref: list, task: Task, unit: Any, threads: int) -> Any:
+    """In a Ray worker: the session's state (fetched once per worker process and session)."""
+    if token not in _WORKER_STATE:
+        import ray
+        torch.set_num_threads(threads)
+        _WORKER_STATE.clear()
+        _WORKER_STATE[token] = ray.get(ref[0])
+    return task(_WORKER_STATE[token], unit)
+
+
+SERIAL = Executor()
+
+
+def get_executor(workers: int = 1, ray: str | None = None) -> Executor:
+    """The executor for ``--workers`` / ``--ray`` (validated here: one line naming the option)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise RobustqError(f"--workers must be an integer >= 1, got {workers!r}")
+    if ray is not None:
+        if workers != 1:
+            raise RobustqError("--workers and --ray exclude each other: Ray sizes itself by "
+                               "the cluster's CPUs")
+        return RayExecutor(ray)
+    return SERIAL if workers == 1 else PoolExecutor(workers)
