@@ -22,6 +22,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +77,14 @@ _WORKER_STATE: dict[str, Any] = {}
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose driver is gone (killed with -9) stops too, instead of idling forever."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run_pool_unit(token: str, blob: bytes, task: Task, unit: Any) -> Any:
