@@ -129,3 +129,27 @@ def test_cli_runs_a_small_grid(setup, tmp_path):
                               "--images", "6", "--corruptions", "contrast"])
     assert res.exit_code == 0, res.output
     assert "minmax_w8a8" in res.output and (tmp_path / "o" / "results.json").is_file()
+
+
+def test_a_grid_on_two_workers_writes_the_cells_of_a_one_process_run(setup, tmp_path):
+    from robustq.utils.parallel import PoolExecutor
+
+    cfg = config(setup, corruptions=("fog",), severities=(2,))
+    BenchRun(cfg, tmp_path / "one").run()
+    BenchRun(cfg, tmp_path / "two").run(executor=PoolExecutor(2, threads=1))
+
+    def cells(root):
+        return {p.relative_to(root): (np.load(p).tolist() if p.suffix == ".npy" else
+                                      json.loads(p.read_text()))
+                for p in sorted((root / "cells").rglob("*.*"))}
+
+    def log(root):
+        return [{k: v for k, v in json.loads(ln).items() if k not in ("seconds", "time")}
+                for ln in (root / "units.jsonl").read_text().splitlines()]
+
+    one = cells(tmp_path / "one")
+    assert any(p.suffix == ".json" for p in one)          # AutoAttack's details beside its cell
+    assert one == cells(tmp_path / "two") and log(tmp_path / "one") == log(tmp_path / "two")
+    untimed = [{k: v for k, v in summarize_run(tmp_path / r).items() if "throughput" not in k}
+               for r in ("one", "two")]
+    assert untimed[0] == untimed[1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.utils.config import from_dict
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json, atomic_write_npy, check_writable
+from robustq.utils.parallel import SERIAL, Executor
 from robustq.utils.progress import Progress, silent
 from robustq.utils.provenance import provenance
 from robustq.utils.records import claim
@@ -245,7 +246,7 @@ class BenchRun:
             for e in cfg.autoattack_eps if n else ():
                 a = get_attack("autoattack", "linf", e, seed=cfg.seed)
                 yield Unit(key, "adversarial", a.label,
-                           lambda a=a: self._autoattack(model(), a, key), n)
+                           lambda a=a: self._autoattack(model(), a), n)
         if "natural" in cfg.families:
             for c in cfg.corruptions:
                 for s in cfg.severities:
@@ -261,12 +262,11 @@ class BenchRun:
     def _predict_correct(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return (predict_batches(model, x, self.cfg.batch_size) == self.y).numpy()
 
-    def _autoattack(self, model: nn.Module, attack: Attack, key: str) -> np.ndarray:
+    def _autoattack(self, model: nn.Module, attack: Attack) -> tuple[np.ndarray, dict]:
+        """Per-image correctness and the cascade's details (written beside the cell)."""
         pos = self.cfg.autoattack_positions()
         correct = attack_correct(model, attack, self.x[pos], self.y[pos], self.cfg.batch_size)
-        path = self.out / "cells" / key / "adversarial" / f"{unit_name(attack.label)}.json"
-        atomic_write_json(path, attack.details)
-        return correct.numpy()
+        return correct.numpy(), attack.details
 
     def _corrupted(self, name: str, severity: int) -> torch.Tensor:
         path = corrupted_path(self.out, self.profile, name, severity)
@@ -285,11 +285,10 @@ class BenchRun:
         return ImageDataset(imgs, self.ds.labels, self.ds.classes, "", "").tensors()[0]
 
     # ----- the loop
-    def run(self, progress: Progress | None = None) -> None:
-        """Run every missing unit. ``progress`` gets one "bench units" phase whose label names
-        the unit *in progress* (model, family, unit, images) and an ``eta_s`` field."""
-        plan: list[Unit] = []
-        cache: dict[str, nn.Module] = {}
+    def plan(self) -> list[Unit]:
+        """Every unit of the grid, cheap families first for every model and AutoAttack last
+        (a partial run is still useful); their models are loaded on first use, one at a time."""
+        cache: dict[str, nn.Module] = self.__dict__.setdefault("_models", {})
 
         def model_for(key: str) -> Callable[[], nn.Module]:
             def get() -> nn.Module:
@@ -299,33 +298,61 @@ class BenchRun:
                 return cache[key]
             return get
 
-        for key in self.cfg.model_keys():
-            plan += list(self.units(key, model_for(key)))
-        # cheap families first for every model, AutoAttack last: a partial run is still useful
+        plan = [u for key in self.cfg.model_keys() for u in self.units(key, model_for(key))]
         plan.sort(key=lambda u: _ORDER.index("autoattack" if u.name.startswith("autoattack")
                                              else u.family))
+        return plan
+
+    def run(self, progress: Progress | None = None, executor: Executor | None = None) -> None:
+        """Run every missing unit: first the missing quantized models ("bench models", each
+        named while it is made), then one "bench units" phase whose label names the unit *in
+        progress* (model, family, unit, images) with an ``eta_s`` field. ``executor`` shares
+        models and units among workers (``utils.parallel``); this process writes every cell,
+        so the files are those of a one-process run."""
+        executor = executor or SERIAL
+        plan = self.plan()
         todo = [u for u in plan if not self.unit_path(u).is_file()]
+        self._make_models(dict.fromkeys(u.model for u in todo), progress, executor)
         spent, work_done = 0.0, 0
         work_left = sum(u.images * _cost(u) for u in todo)
-        with silent(progress).phase("bench units", len(plan), len(plan) - len(todo)) as ph:
+        with silent(progress).phase("bench units", len(plan), len(plan) - len(todo)) as ph, \
+                executor.session(self) as run:
+            results = run.imap(_run_unit, [(u.model, u.name) for u in todo])
             for u in todo:
-                if u.model != "fp" and not (self.model_dir(u.model) / "model.safetensors"
-                                            ).is_file():
-                    ph.update(label=self._quantizing_label(u.model))
-                    model_for(u.model)()              # quantized (and fine-tuned) now, named
                 label = f"{u.model} {u.family} {u.name} ({u.images} images)"
                 ph.update(label=label)
-                t0 = time.perf_counter()
                 with autoattack_stages(lambda stage, label=label: ph.update(
                         label=f"{label}: {stage}")):
-                    correct = np.asarray(u.run(), bool)
-                dt = time.perf_counter() - t0
+                    correct, details, dt = next(results)
+                if details is not None:
+                    atomic_write_json(self.unit_path(u).parent / f"{unit_name(u.name)}.json",
+                                      details)
                 atomic_write_npy(self.unit_path(u), correct)
                 self._log(u, dt, correct)
                 spent, work_done = spent + dt, work_done + u.images * _cost(u)
                 work_left -= u.images * _cost(u)
                 ph.update(ph.done + 1, label=label,      # the unit, not its last stage
                           eta_s=spent / max(work_done, 1) * work_left)
+
+    def _make_models(self, keys: Iterable[str], progress: Progress | None,
+                     executor: Executor) -> None:
+        """Quantize (and fine-tune) the models among ``keys`` not made yet, each in its own
+        directory (a worker writes only there)."""
+        missing = [k for k in keys if k != "fp"
+                   and not (self.model_dir(k) / "model.safetensors").is_file()]
+        if not missing:
+            return
+        with silent(progress).phase("bench models", len(missing)) as ph, \
+                executor.session(self) as run:
+            made = run.imap(_make_model, missing)
+            for key in missing:
+                ph.update(label=self._quantizing_label(key))
+                next(made)
+                ph.update(ph.done + 1, label=self._quantizing_label(key))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """To a worker (``utils.parallel``): what units need, not the whole test split."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("test", "_models")}
 
     def _quantizing_label(self, key: str) -> str:
         _, method, bits = next(m for m in self.cfg.models() if m[0] == key)
@@ -340,6 +367,22 @@ class BenchRun:
                 "seconds": round(seconds, 3), "time": time.time()}
         with open(self.out / "units.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
+
+
+def _make_model(bench: BenchRun, key: str) -> None:
+    """One unit (on any executor): a quantized model of the grid, made in its directory."""
+    bench.load(key)
+
+
+def _run_unit(bench: BenchRun, which: tuple[str, str]) -> tuple[np.ndarray, dict | None, float]:
+    """One unit (on any executor): per-image correctness, AutoAttack's details (else None)
+    and the seconds it took."""
+    key, name = which
+    unit = next(u for u in bench.plan() if (u.model, u.name) == (key, name))
+    t0 = time.perf_counter()
+    out = unit.run()
+    correct, details = out if isinstance(out, tuple) else (out, None)
+    return np.asarray(correct, bool), details, time.perf_counter() - t0
 
 
 _ORDER = ("clean", "systematic", "natural", "adversarial", "autoattack")

@@ -10,9 +10,10 @@ import typer
 
 from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
-from robustq.cli.common import DeviceOpt, SeedOpt, console, friendly_errors
+from robustq.cli.common import DeviceOpt, RayOpt, SeedOpt, WorkersOpt, console, friendly_errors
 from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt, set_machine
+from robustq.utils.parallel import get_executor
 from robustq.utils.validate import parse_int, parse_names, parse_numbers
 
 
@@ -44,9 +45,11 @@ def bench_cmd(
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    ray: RayOpt = None,
 ) -> None:
     """Benchmark adversarial, natural and systematic robustness of quantized models."""
-    where = set_machine(threads, device)
+    where, executor = set_machine(threads, device), get_executor(workers, ray)
     kw = {"corruptions": parse_names(corruptions, "--corruptions")} if corruptions is not None \
         else {}
     bit_list = tuple(parse_int(b, "--bits") for b in parse_names(bits, "--bits"))
@@ -61,8 +64,7 @@ def bench_cmd(
                       models_dir=str(models_dir) if models_dir else None,
                       finetune_epochs=finetune_epochs, finetune_images=finetune_images, seed=seed,
                       **kw)
-    run = BenchRun(cfg, out, where)
-    run.run(console_progress())
+    BenchRun(cfg, out, where).run(console_progress(), executor)
     print_results(out)
 
 
