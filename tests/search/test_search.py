@@ -292,3 +292,46 @@ def test_kill_at_every_write_point_then_resume_is_exact(fp, tmp_path):
         Search(cfg, out).run()
         got = (episodes(out), (out / "best_policy.json").read_text())
         assert got == want, name
+
+
+def test_rounds_scored_by_two_workers_equal_one_process_and_resume_mid_round(fp, tmp_path):
+    from robustq.utils.parallel import PoolExecutor
+
+    cfg = config(fp, strategy="arq", episodes=5, warmup=1, parallel_episodes=3)
+    one = Search(cfg, tmp_path / "one")
+    best = one.run()
+    two = Search(cfg, tmp_path / "two").run(executor=PoolExecutor(2, threads=1))
+    assert episodes(tmp_path / "one") == episodes(tmp_path / "two") and best == {
+        **two, **{k: best[k] for k in best if k.endswith("_s")}}
+    # killed after the second episode of the first round: the resume scores the round's
+    # remaining policy, proposed before the agent observed the first two
+    killed = run_search_process(cfg, tmp_path / "kill", ROBUSTQ_KILL_AT="search_state.safetensors#2")
+    assert killed.returncode == 137, killed.stderr
+    Search(cfg, tmp_path / "kill").run()
+    assert episodes(tmp_path / "kill") == episodes(tmp_path / "one")
+
+
+def test_compare_fine_tunes_on_two_workers_into_the_one_process_table(fp, tmp_path):
+    from robustq.quant.checkpoint import load_model
+    from robustq.quant.policy import uniform_policy
+    from robustq.search import CompareConfig, run_compare
+    from robustq.utils.parallel import PoolExecutor
+
+    ckpt = str(fp / "fp" / "model.safetensors")
+    pols = []
+    for bits in (3, 5):
+        pols.append(str(tmp_path / f"u{bits}.json"))
+        uniform_policy(load_model(ckpt)[0], bits, bits).save(pols[-1])
+    cfg = CompareConfig(checkpoint=ckpt, candidates=tuple(pols), data=str(fp / "data"),
+                        finetune_images=12, holdout_images=12, test_images=4, test_n=40)
+    one = run_compare(cfg, tmp_path / "one")
+    two = run_compare(cfg, tmp_path / "two", executor=PoolExecutor(2, threads=1))
+
+    def untimed(record):
+        return [{k: v for k, v in r.items() if not k.endswith("_s") and k != "certification_dir"}
+                for r in record["rows"]]
+
+    assert untimed(one) == untimed(two)
+    assert [r["name"] for r in two["rows"]] == ["FP32", "u3", "u5"]
+    assert [(p["acr"], p["smoothed_accuracy"]) for p in one["paired"]] == \
+        [(p["acr"], p["smoothed_accuracy"]) for p in two["paired"]]

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from robustq.cli.common import DeviceOpt, SeedOpt, console, friendly_errors
+from robustq.cli.common import DeviceOpt, RayOpt, SeedOpt, WorkersOpt, console, friendly_errors
 from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt, set_machine
 from robustq.search.compare import CompareConfig, run_compare
 from robustq.search.search import STRATEGIES, Search, SearchConfig
+from robustq.utils.parallel import get_executor
 
 
 @friendly_errors
@@ -36,30 +37,38 @@ def search_cmd(
     uniform_bits: Annotated[int, typer.Option(help="bits of the uniform strategy")] = 4,
     test_images: Annotated[int, typer.Option(help="final test images (0: skip)")] = 500,
     test_n: Annotated[int, typer.Option(help="final samples per image")] = 10_000,
+    parallel_episodes: Annotated[int, typer.Option(help="policies proposed per agent round, "
+                                                   "scored side by side by the workers")] = 1,
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    ray: RayOpt = None,
 ) -> None:
     """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
-    where = set_machine(threads, device)
+    where, executor = set_machine(threads, device), get_executor(workers, ray)
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy=strategy, budget=budget,
                        episodes=episodes, warmup=warmup, method=method, sigma=sigma,
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
-                       seed=seed)
-    if strategy in ("arq", "haq") and episodes <= warmup:
-        console.print(f"[yellow]warning:[/] all {episodes} episodes are random warm-up "
-                      f"(--warmup {warmup}): the DDPG agent never chooses a policy, so this is "
-                      "a random search; pass --warmup below --episodes")
+                       seed=seed, parallel_episodes=parallel_episodes)
+    warn_if_all_random(cfg)
     search = Search(cfg, out, where)
     progress = console_progress()
-    best = search.run(progress)
+    best = search.run(progress, executor)
     console.print(f"best reward {best['reward']:.4f} at episode {best['episode']} "
                   f"({best['bitops_percent']:.3f}% BitOPs)")
     if test_images > 0:
-        final = search.finish(test_images, test_n, progress=progress)
+        final = search.finish(test_images, test_n, progress=progress, executor=executor)
         console.print(f"test: clean {final['clean_accuracy']:.3f}, smoothed "
                       f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {out}")
+
+
+def warn_if_all_random(cfg: SearchConfig) -> None:
+    if cfg.strategy in ("arq", "haq") and cfg.episodes <= cfg.warmup:
+        console.print(f"[yellow]warning:[/] all {cfg.episodes} episodes are random warm-up "
+                      f"(--warmup {cfg.warmup}): the DDPG agent never chooses a policy, so this "
+                      "is a random search; pass --warmup below --episodes")
 
 
 @friendly_errors
@@ -86,9 +95,11 @@ def compare_cmd(
     = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    ray: RayOpt = None,
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
-    where = set_machine(threads, device)
+    where, executor = set_machine(threads, device), get_executor(workers, ray)
     cfg = CompareConfig(checkpoint=str(checkpoint),
                         candidates=tuple(map(str, candidates or ())), data=data,
                         method=method, finetune_images=finetune_images,
@@ -100,5 +111,5 @@ def compare_cmd(
                       f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
                       f"BitOPs {r['bitops_percent']:.3f}%")
 
-    run_compare(cfg, out, console_progress(), where, on_row=show)
+    run_compare(cfg, out, console_progress(), where, on_row=show, executor=executor)
     console.print(f"-> {out / 'compare.csv'}")

@@ -24,6 +24,7 @@ from robustq.search.search import Search, SearchConfig, evaluate_on_test, search
 from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_csv, atomic_write_json
+from robustq.utils.parallel import SERIAL, Executor
 from robustq.utils.progress import Progress, silent
 from robustq.utils.provenance import provenance
 from robustq.utils.validate import check_int
@@ -59,19 +60,22 @@ class CompareConfig(JsonConfig):
 
 def run_compare(cfg: CompareConfig, out: str | Path, progress: Progress | None = None,
                 device: torch.device | None = None,
-                on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                on_row: Callable[[dict[str, Any]], None] | None = None,
+                executor: Executor | None = None) -> dict[str, Any]:
     """Certify FP32 and every candidate into ``out`` (``runs/<name>/``); returns what
     ``compare.json`` holds. Every candidate is read and validated before any work starts;
-    ``on_row`` is called with each finished row."""
+    ``on_row`` is called with each finished row. ``executor`` fine-tunes the policies side by
+    side, then shares each row's certification among its workers (``utils.parallel``)."""
     out = Path(out)
     fp, _ = load_model(cfg.checkpoint)
     cands = load_candidates(fp, [Path(c) for c in cfg.candidates])
     search = Search(cfg.search_config(), out / "setup", device)
     fp_run = Path(cfg.fp_run) if cfg.fp_run else None
+    finetune_all(search, cands, out, progress, executor or SERIAL)
     rows: list[dict] = []
     for cand in cands:
         rows.append(compare_row(search, cand, out, cfg.test_images, cfg.test_n, fp_run,
-                                progress))
+                                progress, executor))
         if on_row:
             on_row(rows[-1])
         # after every model: a killed compare keeps the finished rows (and resumes the rest)
@@ -139,8 +143,28 @@ def finetuned_once(search: Search, policy: Policy, method: str, run_dir: Path, s
 
 
 
+def finetune_all(search: Search, cands: list[Candidate], out: Path, progress: Progress | None,
+                 executor: Executor) -> None:
+    """Fine-tune every policy candidate not saved yet (``finetuned_once``), one per worker:
+    each writes only its own ``runs/<name>/model.safetensors``."""
+    todo = [c for c in cands if c.policy is not None and c.model is None
+            and not (out / "runs" / c.name / "model.safetensors").is_file()]
+    if executor.workers == 1 or len(todo) < 2:       # in order, each phase named (below)
+        return
+    with silent(progress).phase(f"fine-tuning {len(todo)} policies on {len(search.ft_ds)} "
+                                "images", total=len(todo)) as ph, executor.session(search) as run:
+        for _ in run.imap(_finetune_candidate, [(c.policy, out / "runs" / c.name) for c in todo]):
+            ph.advance()
+
+
+def _finetune_candidate(search: Search, unit: tuple[Policy, Path]) -> None:
+    """One unit (on any executor): a candidate's fine-tuned model, saved in its run directory."""
+    finetuned_once(search, unit[0], search.cfg.method, unit[1], search.cfg.seed)
+
+
 def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, test_n: int,
-                fp_run: Path | None, progress: Progress | None = None) -> dict:
+                fp_run: Path | None, progress: Progress | None = None,
+                executor: Executor | None = None) -> dict:
     """Certify one candidate on the test split (fine-tuned first where it is a policy)."""
     if cand.source is None:
         model = search.fp
@@ -153,7 +177,7 @@ def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, te
     with silent(progress).phase(f"{cand.name}: certifying test images (n={test_n})") as ph:
         r = evaluate_on_test(model, cand.policy, search.cfg.data, search.sigma, test_images,
                              test_n, search.cfg, out / "runs" / cand.name, search.shape,
-                             reuse=fp_run if cand.source is None else None,
+                             reuse=fp_run if cand.source is None else None, executor=executor,
                              progress=lambda done, total, s: ph.update(done, total=total,
                                                                        acr=s["acr"]))
     return {"name": cand.name, **{k: v for k, v in r.items() if k != "certified_accuracy"},

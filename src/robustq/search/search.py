@@ -51,7 +51,8 @@ from robustq.utils.config import from_dict
 from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable
-from robustq.utils.progress import Phase, Progress, silent
+from robustq.utils.parallel import SERIAL, Executor
+from robustq.utils.progress import Progress, silent
 from robustq.utils.provenance import provenance
 from robustq.utils.records import claim, read_record
 from robustq.utils.validate import check_int, check_sigma
@@ -64,7 +65,9 @@ EPISODES = "episodes.jsonl"
 @dataclass(frozen=True)
 class SearchConfig:
     """A search. sigma in [0, 1] pixel units (default: the checkpoint's); budget in % of FP32
-    BitOPs (uniform 4/4 = 1.5625); sizes are images; n, n_p are noise samples per image."""
+    BitOPs (uniform 4/4 = 1.5625); sizes are images; n, n_p are noise samples per image;
+    ``parallel_episodes`` policies are proposed per round (by the same agent) and can be
+    scored side by side (1: HAQ's one-at-a-time loop)."""
 
     checkpoint: str
     data: str
@@ -87,6 +90,7 @@ class SearchConfig:
     uniform_bits: int = 4
     batch_size: int = 400
     seed: int = 0
+    parallel_episodes: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,7 +106,8 @@ class SearchConfig:
             raise RobustqError(f"need 1 <= n_p <= n, got n_p={self.n_p}, n={self.n}")
         if self.sigma is not None:
             check_sigma(self.sigma)
-        for name in ("finetune_images", "holdout_images", "n0", "batch_size", "uniform_bits"):
+        for name in ("finetune_images", "holdout_images", "n0", "batch_size", "uniform_bits",
+                     "parallel_episodes"):
             check_int(getattr(self, name), name, 1)
         check_alpha(self.alpha)
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
@@ -154,7 +159,8 @@ class Search:
         check_writable(self.out)
         claim(self.out / "search.json", {"config": cfg.to_json(),
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
-              what="search")
+              what="search",   # a search recorded before rounds existed ran rounds of one
+              identity={"config": lambda c: {"parallel_episodes": 1, **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
@@ -204,58 +210,82 @@ class Search:
         """Episodes the search runs (uniform has one policy: one episode)."""
         return 1 if self.cfg.strategy == "uniform" else self.cfg.episodes
 
-    def run(self, progress: Progress | None = None) -> dict[str, Any]:
+    def run(self, progress: Progress | None = None, executor: Executor | None = None
+            ) -> dict[str, Any]:
         """Run the episodes still to do (resuming a killed search); returns the best episode.
         ``progress`` gets the FP cache's phase, then one "episodes" phase whose label names
-        the episode and the part in progress."""
+        the episode and the part in progress. Episodes go in rounds of ``parallel_episodes``
+        policies proposed by the same agent; ``executor`` fine-tunes and scores a round's
+        policies side by side (``utils.parallel``), the agent observes them in order, so the
+        episodes depend on ``parallel_episodes``, never on the executor."""
         ctx = self.context(progress)
-        reward_fn = get_reward("arq" if self.cfg.strategy == "arq" else "haq")
-        start, best = self._resume()
-        episodes = self.episodes_total
-        with silent(progress).phase("episodes", total=episodes, done=start) as ph:
-            for ep in range(start, episodes):
-                line = self._episode(ep, ctx, reward_fn, ph)
-                if best is None or line["reward"] > best["reward"]:
-                    best = line
-                self._save(ep + 1, best, line)
-                ph.update(ep + 1, label=f"episode {ep + 1}/{episodes} done",
-                          best=best["reward"])
+        start, best, pending = self._resume()
+        episodes, size = self.episodes_total, self.cfg.parallel_episodes
+        with silent(progress).phase("episodes", total=episodes, done=start) as ph, \
+                (executor or SERIAL).session((self, ctx)) as run:
+            self._notify = ph.update          # in this process only (not pickled)
+            ep = start
+            while ep < episodes:
+                end = min(episodes, (ep // size + 1) * size)
+                pending = pending or [self._proposal(e) for e in range(ep, end)]
+                results = run.imap(_episode_reward, [(p["episode"], p["policy"])
+                                                     for p in pending])
+                while pending:
+                    line = self._observe(pending[0], next(results))
+                    if best is None or line["reward"] > best["reward"]:
+                        best = line
+                    pending = pending[1:]
+                    self._save(ep + 1, best, line, pending)
+                    ep += 1
+                    ph.update(ep, label=f"episode {ep}/{episodes} done", best=best["reward"])
         Policy.from_json(best["policy"]).save(self.out / "best_policy.json")
         return best
 
-    def _episode(self, ep: int, ctx: RewardContext, reward_fn, ph: Phase) -> dict[str, Any]:
-        """One episode: propose, enforce the budget, fine-tune, reward, observe; its log line."""
-        episodes = self.episodes_total
+    def _proposal(self, ep: int) -> dict[str, Any]:
+        """Episode ``ep``'s policy from the agent (or random, uniform) within the budget, with
+        the states and actions the agent will observe (plain lists: saved with the state)."""
         t0 = time.perf_counter()
         states, actions, w, a = self.propose(ep)
         w, a = self.budget.enforce(self.table, w, a)
-        policy = self.table.policy(w, a)
-        t1 = time.perf_counter()
-        ph.update(label=f"episode {ep + 1}/{episodes}: fine-tuning on {len(self.ft_ds)} images")
-        q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
-                            self.cfg.finetune_lr, self.cfg.seed + ep)
-        t2 = time.perf_counter()
-        ep_dir = self.out / "episodes" / f"{ep:04d}"
-        shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
-        ph.update(label=f"episode {ep + 1}/{episodes}: reward ({self.cfg.strategy})")
-        reward, info = reward_fn(q, ctx, ep_dir)
-        t3 = time.perf_counter()
+        return {"episode": ep, "states": states.tolist(), "actions": actions.tolist(),
+                "w": w.tolist(), "a": a.tolist(), "policy": self.table.policy(w, a).to_json(),
+                "propose_s": time.perf_counter() - t0}
+
+    def _observe(self, prop: dict[str, Any], result: tuple[float, dict, float, float]
+                 ) -> dict[str, Any]:
+        """The agent observes an episode's reward; the episode's log line."""
+        reward, info, finetune_s, reward_s = result
+        ep, w, a = prop["episode"], np.asarray(prop["w"]), np.asarray(prop["a"])
+        t0 = time.perf_counter()
         if self.cfg.strategy in ("arq", "haq"):
-            self.agent.observe_episode(states, actions[:, None], reward,
+            self.agent.observe_episode(np.asarray(prop["states"], self.states.dtype),
+                                       np.asarray(prop["actions"], np.float32)[:, None], reward,
                                        update=ep >= self.cfg.warmup)
-        t4 = time.perf_counter()
+        agent_s = prop["propose_s"] + time.perf_counter() - t0
         return {"episode": ep, "reward": reward, **info,
-                "bitops_percent": self.table.bitops_percent(w, a), "policy": policy.to_json(),
-                "finetune_s": t2 - t1, "reward_s": t3 - t2, "agent_s": (t1 - t0) + (t4 - t3),
-                "episode_s": t4 - t0}
+                "bitops_percent": self.table.bitops_percent(w, a), "policy": prop["policy"],
+                "finetune_s": finetune_s, "reward_s": reward_s, "agent_s": agent_s,
+                "episode_s": finetune_s + reward_s + agent_s}
+
+    def _label(self, text: str) -> None:
+        """Name the part of an episode in progress (in the driver's process only)."""
+        notify = self.__dict__.get("_notify")
+        if notify is not None:
+            notify(label=text)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """To a worker (``utils.parallel``): everything an episode needs, not the progress."""
+        return {k: v for k, v in self.__dict__.items() if k != "_notify"}
 
     # ----- persistence: STATE_FILE is the truth (one atomic write per episode); the log may
     # hold one more line (an episode killed after logging), which a resume drops.
-    def _resume(self) -> tuple[int, dict | None]:
+    def _resume(self) -> tuple[int, dict | None, list[dict]]:
+        """Episodes done, the best so far and the rest of the round in progress (proposed by
+        the agent before it observed the round's first episodes)."""
         log = self.out / EPISODES
         if not (self.out / STATE_FILE).is_file():
             log.unlink(missing_ok=True)
-            return 0, None
+            return 0, None, []
         st = read_state(self.out)
         self.agent.load(st["tensors"], st["agent"])
         self.rng.bit_generator.state = st["rng"]
@@ -266,17 +296,18 @@ class Search:
         if len(lines) > st["episodes_done"]:      # rewritten whole, never truncated in place
             atomic_write_text(log, "".join(json.dumps(ln) + "\n"
                                            for ln in lines[: st["episodes_done"]]))
-        return st["episodes_done"], st["best"]
+        return st["episodes_done"], st["best"], st.get("pending", [])
 
-    def _save(self, done: int, best: dict, line: dict) -> None:
+    def _save(self, done: int, best: dict, line: dict, pending: list[dict]) -> None:
         append_line(self.out / EPISODES, json.dumps(line))
         state = {"episodes_done": done, "best": best, "agent": self.agent.scalars(),
-                 "rng": self.rng.bit_generator.state}
+                 "rng": self.rng.bit_generator.state, "pending": pending}
         save_tensors(self.out / STATE_FILE, self.agent.tensors(), state)
 
     # ----- the result
     def finish(self, test_images: int, test_n: int, test_skip: int | None = None,
-               progress: Progress | None = None) -> dict[str, Any]:
+               progress: Progress | None = None, executor: Executor | None = None
+               ) -> dict[str, Any]:
         """Re-build the best policy from FP with the same recipe, save it, and evaluate it on
         the test split with full certification (``test_images`` images, ``test_n`` samples)."""
         best = read_state(self.out)["best"]
@@ -291,7 +322,7 @@ class Search:
         with progress.phase(f"final model: certifying test images (n={test_n})") as ph:
             final = evaluate_on_test(
                 q, policy, self.cfg.data, self.sigma, test_images, test_n, self.cfg,
-                self.out / "final", self.shape, test_skip,
+                self.out / "final", self.shape, test_skip, executor=executor,
                 progress=lambda done, total, r: ph.update(done, total=total, acr=r["acr"]))
         final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
         atomic_write_json(self.out / "final.json", final)
@@ -329,18 +360,38 @@ def read_episodes(search_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _episode_reward(work: tuple[Search, RewardContext], unit: tuple[int, dict]
+                    ) -> tuple[float, dict, float, float]:
+    """One unit (on any executor): episode ``ep``'s policy quantized, fine-tuned (seed + ep)
+    and scored; (reward, the reward's details, fine-tuning seconds, reward seconds)."""
+    search, ctx = work
+    (ep, policy_json), c = unit, search.cfg
+    t0 = time.perf_counter()
+    search._label(f"episode {ep + 1}/{search.episodes_total}: fine-tuning on "
+                  f"{len(search.ft_ds)} images")
+    q = build_quantized(search.fp, Policy.from_json(policy_json), c.method, search.ft_ds,
+                        search.sigma, c.finetune_lr, c.seed + ep)
+    t1 = time.perf_counter()
+    ep_dir = search.out / "episodes" / f"{ep:04d}"
+    shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
+    search._label(f"episode {ep + 1}/{search.episodes_total}: reward ({c.strategy})")
+    reward, info = get_reward("arq" if c.strategy == "arq" else "haq")(q, ctx, ep_dir)
+    return reward, info, t1 - t0, time.perf_counter() - t1
+
+
 def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: float,
                      images: int, n: int, cfg: SearchConfig, out: Path,
                      shape: tuple[int, int, int], skip: int | None = None,
-                     reuse: Path | None = None, progress: RowCallback | None = None
-                     ) -> dict[str, Any]:
+                     reuse: Path | None = None, progress: RowCallback | None = None,
+                     executor: Executor | None = None) -> dict[str, Any]:
     """Test-split numbers of one model: clean accuracy of the base classifier, and full
     certification (every ``skip``-th image, at most ``images``; n samples, alpha = cfg.alpha):
     smoothed accuracy, ACR, certified accuracy at 0/0.25/0.5/0.75/1.0; BitOPs % and size.
     Certification samples an inference-only copy (``freeze_quantized``, then compiled or traced
     by ``fast_inference``): the same quantized classifier up to float rounding. With ``reuse``,
     an existing certification run of this very model with these settings is read instead
-    (``certify.run.reuse_certification``)."""
+    (``certify.run.reuse_certification``). ``executor`` shares the certification among
+    workers (``utils.parallel``)."""
     test = load_dataset(data, "test")
     skip = skip or max(1, len(test) // images)
     cc = CertifyConfig(sigma=sigma, n0=cfg.n0, n=n, alpha=cfg.alpha, batch_size=cfg.batch_size,
@@ -350,11 +401,12 @@ def evaluate_on_test(model: nn.Module, policy: Policy | None, data: str, sigma: 
         s = reuse_certification(reuse, test, cc, cfg.checkpoint)
     elif (device := module_device(model)).type != "cpu":
         s = certify_dataset(model, test, cc, out, model_info={"device": device.type},
-                            progress=progress, device=device)
+                            progress=progress, device=device, executor=executor)
     else:
         samples = samples_to_go(cc, test, out)
         s = certify_dataset(fast_inference(freeze_quantized(model), (cc.batch_size, *shape),
-                                           samples), test, cc, out, progress=progress)
+                                           samples), test, cc, out, progress=progress,
+                            executor=executor)
     chosen = test.subset(cc.indices(len(test)))
     cost = model_cost(model, policy, shape) if policy is not None else None
     return {"clean_accuracy": evaluate(model, chosen)["clean_accuracy"],
