@@ -75,9 +75,11 @@ class Session:
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, token: str, blob: bytes) -> None:
+    """A new worker: its threads, its watchdog and the session's state (unpickled once)."""
     torch.set_num_threads(threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _WORKER_STATE[token] = pickle.loads(blob)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -87,11 +89,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _run_pool_unit(token: str, blob: bytes, task: Task, unit: Any) -> Any:
-    """In a worker: the session's state (unpickled once per worker and session), then the unit."""
-    if token not in _WORKER_STATE:
-        _WORKER_STATE.clear()
-        _WORKER_STATE[token] = pickle.loads(blob)
+def _run_pool_unit(token: str, task: Task, unit: Any) -> Any:
     return task(_WORKER_STATE[token], unit)
 
 
@@ -105,6 +103,7 @@ class PoolExecutor(Executor):
         self.workers = workers
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self._pool: _Pool | None = None
+        self._initargs: tuple = ()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "threads_per_worker": self.threads}
@@ -115,24 +114,41 @@ class PoolExecutor(Executor):
             self._pool = None
         if self._pool is None:
             self._pool = _Pool(self.workers, multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.threads,))
+                               initializer=_init_worker, initargs=self._initargs)
         return self._pool
 
     def close(self) -> None:
+        """Stop the workers. A pool restarted after a worker's death can miss its shutdown
+        sentinel (seen here with CPython 3.11), so a worker still alive after a grace period
+        is terminated: every unit it ran has been yielded by then."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for p in processes:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
+                    p.join()
             self._pool = None
 
     @contextmanager
     def session(self, state: Any) -> Iterator[Session]:
+        """The pool's processes for ``state``: each unpickles it once, when it starts."""
+        self.close()
+        session = Session(self, state)
         try:
-            yield Session(self, state)
+            blob = pickle.dumps(state)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            raise RobustqError(f"--workers: this work cannot be shipped to worker processes "
+                               f"({e}); run it with --workers 1") from None
+        self._initargs = (self.threads, session.token, blob)
+        try:
+            yield session
         finally:
             self.close()
 
     def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
-        blob = pickle.dumps(session.state)
-        submit = lambda u: self._executor().submit(_run_pool_unit, session.token, blob, task, u)  # noqa: E731
+        submit = lambda u: self._executor().submit(_run_pool_unit, session.token, task, u)  # noqa: E731
         return _ordered(units, submit, 2 * self.workers, self._restart)
 
     def _restart(self) -> None:
@@ -146,10 +162,10 @@ def _ordered(units: list[Any], submit: Callable[[Any], Future], window: int,
     next_unit, restarts = 0, 0
     flight: deque[Future] = deque()
     while next_unit < len(units) or flight:
-        while next_unit < len(units) and len(flight) < window:
-            flight.append(submit(units[next_unit]))
-            next_unit += 1
         try:
+            while next_unit < len(units) and len(flight) < window:
+                flight.append(submit(units[next_unit]))
+                next_unit += 1
             result = flight[0].result()
         except BrokenProcessPool:
             restarts += 1
@@ -213,7 +229,7 @@ def _run_ray_unit(token: str, ref: list, task: Task, unit: Any, threads: int) ->
     if token not in _WORKER_STATE:
         import ray
         torch.set_num_threads(threads)
-        _WORKER_STATE.clear()
+        _WORKER_STATE.clear()       # a Ray worker process outlives sessions: keep one state
         _WORKER_STATE[token] = ray.get(ref[0])
     return task(_WORKER_STATE[token], unit)
 
