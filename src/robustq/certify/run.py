@@ -103,7 +103,8 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     # the unit of work: as many images as fill one batch (the same groups on every executor)
     group = max(1, cfg.batch_size // (cfg.n0 + cfg.n))
     groups = [indices[g:g + group] for g in range(done, len(indices), group)]
-    units = ((ds.tensors(np.asarray(idx))[0], [cfg.image_seed(i) for i in idx]) for idx in groups)
+    # images travel as uint8 arrays: a torch tensor sent to a process goes through shared memory
+    units = ((ds.subset(idx), [cfg.image_seed(i) for i in idx]) for idx in groups)
     with open(out / TSV, "a") as tsv, open(out / CACHE, "ab") if cache else io.BytesIO() as cf, \
             executor.session((smooth, cfg, cache)) as run:
         for idx, (certs, preds, dt) in zip(groups, run.imap(_certify_group, units), strict=True):
@@ -118,12 +119,13 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     return _finish(out, cfg, started, earlier, rows)
 
 
-def _certify_group(work: tuple[Smooth, CertifyConfig, bool], unit: tuple[torch.Tensor, list[int]]
+def _certify_group(work: tuple[Smooth, CertifyConfig, bool], unit: tuple[ImageDataset, list[int]]
                    ) -> tuple[list[Certificate], np.ndarray | None, float]:
     """One unit (on any executor): CERTIFY a group of images with their seeds; the certificates,
     f's recorded estimation predictions (with a cache) and the seconds per image."""
     smooth, cfg, record = work
-    xs, seeds = unit
+    images, seeds = unit
+    xs = images.tensors()[0]
     t0 = time.perf_counter()
     certs, preds = smooth.certify_many(xs, cfg.n0, cfg.n, cfg.alpha, seeds, record=record)
     return certs, preds, (time.perf_counter() - t0) / len(seeds)
@@ -195,24 +197,25 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
 
 
 def _irs_unit(ds: ImageDataset, cfg: CertifyConfig, r: dict[str, str], predictions: np.ndarray
-              ) -> tuple[torch.Tensor, CacheEntry] | None:
+              ) -> tuple[ImageDataset, CacheEntry] | None:
     """One image's IRS unit from its cached row ``r``: the image and f's cache entry, or None
     where f abstained (nothing to transfer)."""
     if int(r["predict"]) < 0:
         return None
-    xs, _ = ds.tensors(np.asarray([int(r["idx"])]))
-    return xs, CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]), predictions,
-                          chunk=cfg.chunk, alpha=cfg.alpha)
+    entry = CacheEntry(int(r["predict"]), float(r["p_lower"]), int(r["seed"]), predictions,
+                       chunk=cfg.chunk, alpha=cfg.alpha)
+    return ds.subset([int(r["idx"])]), entry
 
 
-def _irs_image(work: tuple[Smooth, CertifyConfig], unit: tuple[torch.Tensor, CacheEntry] | None
+def _irs_image(work: tuple[Smooth, CertifyConfig], unit: tuple[ImageDataset, CacheEntry] | None
                ) -> tuple[Certificate | None, float]:
     """One unit (on any executor): IRS for one image; its certificate and seconds."""
     if unit is None:
         return None, 0.0
     smooth, cfg = work
     t0 = time.perf_counter()
-    cert = irs_certify_many(smooth, unit[0], [unit[1]], cfg.n_p, None, cfg.alpha_zeta, cfg.gamma)[0]
+    xs = unit[0].tensors()[0]
+    cert = irs_certify_many(smooth, xs, [unit[1]], cfg.n_p, None, cfg.alpha_zeta, cfg.gamma)[0]
     return cert, time.perf_counter() - t0
 
 

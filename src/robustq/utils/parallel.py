@@ -108,24 +108,22 @@ class PoolExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "threads_per_worker": self.threads}
 
-    def _executor(self, fresh: bool = False) -> _Pool:
-        if fresh and self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def _executor(self) -> _Pool:
         if self._pool is None:
             self._pool = _Pool(self.workers, multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=self._initargs)
         return self._pool
 
-    def close(self) -> None:
-        """Stop the workers. A pool restarted after a worker's death can miss its shutdown
-        sentinel (seen here with CPython 3.11), so a worker still alive after a grace period
-        is terminated: every unit it ran has been yielded by then."""
+    def close(self, grace_s: float = 10.0) -> None:
+        """Stop the workers. CPython 3.11's pool neither terminates the survivors of a broken
+        pool nor always delivers a restarted pool's shutdown sentinel, and then waits for them
+        forever (at exit, too), so a worker still alive after ``grace_s`` is terminated: every
+        unit it ran has been yielded by then."""
         if self._pool is not None:
             processes = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
             for p in processes:
-                p.join(timeout=10)
+                p.join(timeout=grace_s)
                 if p.is_alive():
                     p.terminate()
                     p.join()
@@ -152,7 +150,7 @@ class PoolExecutor(Executor):
         return _ordered(units, submit, 2 * self.workers, self._restart)
 
     def _restart(self) -> None:
-        self._executor(fresh=True)
+        self.close(grace_s=0.0)         # a broken pool: its units are submitted again
 
 
 def _ordered(units: list[Any], submit: Callable[[Any], Future], window: int,
