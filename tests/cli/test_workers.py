@@ -4,8 +4,10 @@ resumed, bad values refused before anything is written."""
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 
 from robustq.certify.run import TSV
@@ -17,8 +19,13 @@ from tests.utils.test_parallel import table
 def robustq(*args: str, **env: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh process with extra environment ``env``."""
     code = "import sys; from robustq.cli.main import main; sys.argv[0] = 'robustq'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=600)
+    # output to files, not pipes: a killed driver's helpers (Ray's) may hold a pipe open
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run([sys.executable, "-c", code, *args], stdout=out, stderr=err,
+                              text=True, env={**os.environ, **env}, timeout=600)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(done.args, done.returncode, out.read(), err.read())
 
 
 def checkpoint(tmp_path: Path) -> Path:
@@ -52,3 +59,20 @@ def test_bad_workers_are_refused_before_anything_is_written(tmp_path):
                   "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "--workers must be an integer >= 1" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_certify_on_ray_resumes_a_killed_driver_to_the_one_process_files(tmp_path):
+    pytest.importorskip("ray")
+    ckpt = checkpoint(tmp_path)
+    common = [str(ckpt), "--data", str(tmp_path / "data"), "--n0", "10", "--n", "100",
+              "--skip", "1", "--batch", "50", "--chunk", "50", "--engine", "torch"]
+    one = robustq("certify", *common, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    # each call starts a local Ray cluster of its own (--ray local) and stops it at exit
+    killed = robustq("certify", *common, "--ray", "local", "--out", str(tmp_path / "two"),
+                     ROBUSTQ_KILL_AT="+" + TSV + "#4")
+    assert killed.returncode == 137
+    assert len(table(tmp_path / "two" / TSV)) == 1 + 4
+    again = robustq("certify", *common, "--ray", "local", "--out", str(tmp_path / "two"))
+    assert again.returncode == 0, again.stderr
+    assert table(tmp_path / "one" / TSV) == table(tmp_path / "two" / TSV)
