@@ -7,7 +7,7 @@ driver stays the one writer and appends them exactly as a one-process run does, 
 run's files equal a single-process run's (timings aside), and a killed run resumes the same way.
 
     executor = get_executor(workers=2)             # or get_executor(ray="auto")
-    with executor.session(state) as run:             # state: picklable, shipped once per worker
+    with executor.session(state) as run:           # state: picklable, shipped once per worker
         for result in run.imap(task, units):       # task(state, unit), a module-level function
             write(result)
 
@@ -52,7 +52,8 @@ class Executor:
         yield Session(self, state)
 
     def describe(self) -> dict[str, Any]:
-        """What the run record says about where the units ran."""
+        """Where the units run, for logs and benchmarks. Run records leave it out on purpose:
+        the results do not depend on it, and a run may resume on another executor."""
         return {"executor": self.name, "workers": self.workers}
 
     def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
