@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -98,3 +99,14 @@ def tiny_rgb_dataset():
     base = np.where(labels[:, None, None, None] == 1, 180, 60)
     imgs = np.clip(base + rng.normal(0, 20, (64, 8, 8, 3)), 0, 255).astype(np.uint8)
     return ImageDataset(imgs, labels.astype(np.int64), ("dark", "bright"), "tiny", "train")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster of 2 CPUs, started by the test (robustq[ray] installed)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                 [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}})
+    yield ray
+    ray.shutdown()

@@ -335,3 +335,12 @@ def test_compare_fine_tunes_on_two_workers_into_the_one_process_table(fp, tmp_pa
     assert [r["name"] for r in two["rows"]] == ["FP32", "u3", "u5"]
     assert [(p["acr"], p["smoothed_accuracy"]) for p in one["paired"]] == \
         [(p["acr"], p["smoothed_accuracy"]) for p in two["paired"]]
+
+
+def test_rounds_on_a_local_ray_cluster_equal_one_process(fp, tmp_path, local_ray):
+    from robustq.utils.parallel import RayExecutor
+
+    cfg = config(fp, strategy="haq", episodes=4, warmup=1, parallel_episodes=2)
+    Search(cfg, tmp_path / "one").run()
+    Search(cfg, tmp_path / "ray").run(executor=RayExecutor("auto"))
+    assert episodes(tmp_path / "one") == episodes(tmp_path / "ray")

@@ -115,17 +115,6 @@ def test_certification_survives_a_killed_worker(tmp_path, tiny_rgb_dataset):
     assert table(tmp_path / "one" / TSV) == table(tmp_path / "two" / TSV)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray cluster of 2 CPUs, started by the test (robustq[ray] installed)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                 [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}})
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_certification_equals_one_process_and_survives_a_killed_worker(
         local_ray, tmp_path, tiny_rgb_dataset):
     from robustq.utils.parallel import RayExecutor
