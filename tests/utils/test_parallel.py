@@ -129,3 +129,11 @@ def test_ray_certification_equals_one_process_and_survives_a_killed_worker(
     assert os.path.exists(marker)                      # a worker died; Ray ran its unit again
     assert table(tmp_path / "one" / TSV) == table(tmp_path / "two" / TSV)
     assert (tmp_path / "one" / CACHE).read_bytes() == (tmp_path / "two" / CACHE).read_bytes()
+
+
+def test_work_that_cannot_be_shipped_is_refused_in_one_line():
+    import threading
+
+    with PoolExecutor(2, threads=1).session(threading.Lock()) as run, \
+            pytest.raises(RobustqError, match="cannot be shipped to worker processes"):
+        list(run.imap(square_and_pid, range(2)))

@@ -288,20 +288,26 @@ class BenchRun:
     def plan(self) -> list[Unit]:
         """Every unit of the grid, cheap families first for every model and AutoAttack last
         (a partial run is still useful); their models are loaded on first use, one at a time."""
-        cache: dict[str, nn.Module] = self.__dict__.setdefault("_models", {})
-
-        def model_for(key: str) -> Callable[[], nn.Module]:
-            def get() -> nn.Module:
-                if key not in cache:
-                    cache.clear()
-                    cache[key] = self.load(key)
-                return cache[key]
-            return get
-
-        plan = [u for key in self.cfg.model_keys() for u in self.units(key, model_for(key))]
+        plan = [u for key in self.cfg.model_keys() for u in self.units(key, self._model_for(key))]
         plan.sort(key=lambda u: _ORDER.index("autoattack" if u.name.startswith("autoattack")
                                              else u.family))
         return plan
+
+    def _model_for(self, key: str) -> Callable[[], nn.Module]:
+        """A loader of model ``key`` that keeps the last model loaded (units of one model run
+        one after the other)."""
+        cache: dict[str, nn.Module] = self.__dict__.setdefault("_models", {})
+
+        def get() -> nn.Module:
+            if key not in cache:
+                cache.clear()
+                cache[key] = self.load(key)
+            return cache[key]
+        return get
+
+    def unit(self, key: str, name: str) -> Unit:
+        """The unit ``name`` of model ``key``."""
+        return next(u for u in self.units(key, self._model_for(key)) if u.name == name)
 
     def run(self, progress: Progress | None = None, executor: Executor | None = None) -> None:
         """Run every missing unit: first the missing quantized models ("bench models", each
@@ -378,7 +384,7 @@ def _run_unit(bench: BenchRun, which: tuple[str, str]) -> tuple[np.ndarray, dict
     """One unit (on any executor): per-image correctness, AutoAttack's details (else None)
     and the seconds it took."""
     key, name = which
-    unit = next(u for u in bench.plan() if (u.model, u.name) == (key, name))
+    unit = bench.unit(key, name)
     t0 = time.perf_counter()
     out = unit.run()
     correct, details = out if isinstance(out, tuple) else (out, None)

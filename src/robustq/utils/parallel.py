@@ -13,8 +13,8 @@ run's files equal a single-process run's (timings aside), and a killed run resum
 
 A worker that dies is replaced and its units are run again (Ray retries tasks itself; the pool
 is restarted, at most ``RESTARTS`` times): units are pure functions of their inputs. Workers get
-``threads`` torch threads each (default: this machine's cores shared out); pickling is used only
-between this process and its own workers, never for files.
+``threads`` torch threads each (default: this machine's cores shared out). Pickle carries
+state and units only from this process to the workers it started, never a file.
 """
 
 from __future__ import annotations
@@ -76,11 +76,12 @@ class Session:
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _init_worker(threads: int, token: str, blob: bytes) -> None:
-    """A new worker: its threads, its watchdog and the session's state (unpickled once)."""
+def _init_worker(threads: int, token: str, state: Any) -> None:
+    """A new worker: its threads, its watchdog and the session's state (which the pool sends
+    once, with the process's start)."""
     torch.set_num_threads(threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    _WORKER_STATE[token] = pickle.loads(blob)
+    _WORKER_STATE[token] = state
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -135,19 +136,19 @@ class PoolExecutor(Executor):
         """The pool's processes for ``state``: each unpickles it once, when it starts."""
         self.close()
         session = Session(self, state)
-        try:
-            blob = pickle.dumps(state)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            raise RobustqError(f"--workers: this work cannot be shipped to worker processes "
-                               f"({e}); run it with --workers 1") from None
-        self._initargs = (self.threads, session.token, blob)
+        self._initargs = (self.threads, session.token, state)
         try:
             yield session
         finally:
             self.close()
 
     def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
-        submit = lambda u: self._executor().submit(_run_pool_unit, session.token, task, u)  # noqa: E731
+        def submit(u: Any) -> Future:
+            try:      # a new worker's start pickles the state here, in this process
+                return self._executor().submit(_run_pool_unit, session.token, task, u)
+            except (pickle.PicklingError, TypeError, AttributeError) as e:
+                raise RobustqError(f"--workers: this work cannot be shipped to worker "
+                                   f"processes ({e}); run it with --workers 1") from None
         return _ordered(units, submit, 2 * self.workers, self._restart)
 
     def _restart(self) -> None:
