@@ -134,6 +134,10 @@ def test_ray_certification_equals_one_process_and_survives_a_killed_worker(
 def test_work_that_cannot_be_shipped_is_refused_in_one_line():
     import threading
 
-    with PoolExecutor(2, threads=1).session(threading.Lock()) as run, \
+    pool = PoolExecutor(2, threads=1)
+    with pytest.raises(RobustqError, match="cannot be shipped to worker processes"), \
+            pool.session(threading.Lock()):
+        pass
+    with pool.session(None) as run, \
             pytest.raises(RobustqError, match="cannot be shipped to worker processes"):
-        list(run.imap(square_and_pid, range(2)))
+        list(run.imap(square_and_pid, [threading.Lock()]))

@@ -14,7 +14,7 @@ run's files equal a single-process run's (timings aside), and a killed run resum
 A worker that dies is replaced and its units are run again (Ray retries tasks itself; the pool
 is restarted, at most ``RESTARTS`` times): units are pure functions of their inputs. Workers get
 ``threads`` torch threads each (default: this machine's cores shared out). Pickle carries
-state and units only from this process to the workers it started, never a file.
+state, units and results only between this process and the workers it started, never a file.
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ class Session:
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _init_worker(threads: int, token: str, state: Any) -> None:
-    """A new worker: its threads, its watchdog and the session's state (which the pool sends
-    once, with the process's start)."""
+def _init_worker(threads: int, token: str, blob: bytes) -> None:
+    """A new worker: its threads, its watchdog and the session's state (sent once, with the
+    process's start, as bytes this process's driver pickled)."""
     torch.set_num_threads(threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    _WORKER_STATE[token] = state
+    _WORKER_STATE[token] = pickle.loads(blob)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -91,8 +91,20 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _run_pool_unit(token: str, task: Task, unit: Any) -> Any:
-    return task(_WORKER_STATE[token], unit)
+def _run_pool_unit(token: str, task: Task, unit: bytes) -> bytes:
+    return _to_bytes(task(_WORKER_STATE[token], pickle.loads(unit)))
+
+
+def _to_bytes(obj: Any) -> bytes:
+    """Plain pickle, not multiprocessing's: torch registers reductions there that pass tensor
+    storages as shared-memory file descriptors, which failed in spawned workers ('unable to
+    resize file ... Invalid argument') and then left the driver blocked for ever writing the
+    rest of a worker's start-up message; bytes cross a pipe the same way everywhere."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise RobustqError(f"--workers: this work cannot be shipped to worker processes "
+                           f"({e}); run it with --workers 1") from None
 
 
 class PoolExecutor(Executor):
@@ -136,7 +148,7 @@ class PoolExecutor(Executor):
         """The pool's processes for ``state``: each unpickles it once, when it starts."""
         self.close()
         session = Session(self, state)
-        self._initargs = (self.threads, session.token, state)
+        self._initargs = (self.threads, session.token, _to_bytes(state))
         try:
             yield session
         finally:
@@ -144,12 +156,9 @@ class PoolExecutor(Executor):
 
     def _imap(self, session: Session, task: Task, units: list[Any]) -> Iterator[Any]:
         def submit(u: Any) -> Future:
-            try:      # a new worker's start pickles the state here, in this process
-                return self._executor().submit(_run_pool_unit, session.token, task, u)
-            except (pickle.PicklingError, TypeError, AttributeError) as e:
-                raise RobustqError(f"--workers: this work cannot be shipped to worker "
-                                   f"processes ({e}); run it with --workers 1") from None
-        return _ordered(units, submit, 2 * self.workers, self._restart)
+            return self._executor().submit(_run_pool_unit, session.token, task, _to_bytes(u))
+        results = _ordered(units, submit, 2 * self.workers, self._restart)
+        return (pickle.loads(blob) for blob in results)
 
     def _restart(self) -> None:
         self.close(grace_s=0.0)         # a broken pool: its units are submitted again
