@@ -7,6 +7,7 @@ import typer
 from robustq.cli.amplification_cmd import amplification_cmd
 from robustq.cli.bench_cmd import bench_cmd
 from robustq.cli.certify_cmd import certify_cmd
+from robustq.cli.config_file import with_config
 from robustq.cli.demo_cmd import demo_cmd
 from robustq.cli.export_cmd import export_cmd
 from robustq.cli.main import ABOUT
@@ -23,7 +24,7 @@ COMMANDS = {"train": train_cmd, "evaluate": evaluate_cmd, "demo": demo_cmd,
             "bench": bench_cmd, "search": search_cmd, "compare": compare_cmd,
             "amplification": amplification_cmd, "report": report_cmd, "export": export_cmd}
 for _name, _command in COMMANDS.items():
-    app.command(_name)(_command)
+    app.command(_name)(with_config(_command))
 
 @app.command("models")
 def models_cmd() -> None:

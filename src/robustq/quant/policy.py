@@ -15,6 +15,7 @@ import yaml
 from torch import nn
 
 from robustq.quant.layers import quantizable_layers
+from robustq.utils.config import parse_json_or_yaml
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 
@@ -120,38 +121,12 @@ class Policy(Mapping[str, LayerBits]):
         except UnicodeDecodeError as e:
             raise RobustqError(f"{path}: not UTF-8 text (byte {e.start}); a policy is a JSON or "
                                "YAML text file") from None
-        try:
-            data = (yaml.load(text, Loader=_UniqueKeyLoader) if path.suffix in (".yaml", ".yml")
-                    else json.loads(text, object_pairs_hook=_unique_pairs))
-        except (yaml.YAMLError, json.JSONDecodeError, RobustqError) as e:
-            raise RobustqError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+        data = parse_json_or_yaml(text, path)
         try:
             policy = cls.from_json(data)
             return policy.validate(model) if model is not None else policy
         except RobustqError as e:
             raise RobustqError(f"{path}: {e}") from None
-
-
-def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [k for k, _ in pairs]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup is not None:
-        raise RobustqError(f"duplicate key {dup!r}")
-    return dict(pairs)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 def uniform_policy(model: nn.Module, w_bits: int, a_bits: int, first_last_bits: int | None = 8,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from robustq.utils.errors import RobustqError
 
@@ -40,3 +44,38 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_ready(v) for v in value]
     return value
+
+
+def parse_json_or_yaml(text: str, path: str | Path) -> Any:
+    """``text`` read from ``path``: YAML (safe loader) for ``.yaml``/``.yml``, JSON otherwise;
+    a repeated key is refused (both parsers would keep the last). Errors name the file."""
+    path = Path(path)
+    as_yaml = path.suffix in (".yaml", ".yml")
+    try:
+        return (yaml.load(text, Loader=_UniqueKeyLoader) if as_yaml
+                else json.loads(text, object_pairs_hook=_unique_pairs))
+    except (yaml.YAMLError, json.JSONDecodeError, RobustqError) as e:
+        raise RobustqError(f"{path}: not valid {'YAML' if as_yaml else 'JSON'} "
+                           f"({' '.join(str(e).split())})") from None
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise RobustqError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
