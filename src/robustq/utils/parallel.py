@@ -81,7 +81,7 @@ def _init_worker(threads: int, token: str, blob: bytes) -> None:
     process's start, as bytes this process's driver pickled)."""
     torch.set_num_threads(threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    _WORKER_STATE[token] = pickle.loads(blob)
+    _WORKER_STATE[token] = pickle.loads(blob)   # bytes our driver pickled, over our own pipe
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -158,6 +158,7 @@ class PoolExecutor(Executor):
         def submit(u: Any) -> Future:
             return self._executor().submit(_run_pool_unit, session.token, task, _to_bytes(u))
         results = _ordered(units, submit, 2 * self.workers, self._restart)
+        # the workers' own pickles, over the pool's pipes (what multiprocessing unpickles anyway)
         return (pickle.loads(blob) for blob in results)
 
     def _restart(self) -> None:
