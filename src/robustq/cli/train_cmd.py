@@ -12,15 +12,13 @@ import typer
 from robustq.cli.common import NOTHING, RESUME, DeviceOpt, SeedOpt, check_model_fits, console, friendly_errors
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
-from robustq.models import ModelCard
 from robustq.models.evaluate import evaluate as evaluate_model
-from robustq.models.train import TrainConfig, train
+from robustq.models.train import TrainConfig
 from robustq.quant.checkpoint import load_model
-from robustq.quant.defensive import lipschitz_penalty
-from robustq.utils import atomic_write_json, provenance, seed_everything
+from robustq.quant.workflow import TrainJob, run_train
+from robustq.utils import atomic_write_json, provenance
 from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import file_sha256
 from robustq.utils.validate import check_sigma
 
 DataOpt = Annotated[str, typer.Option("--data", help="'embedded' (MNIST subset), "
@@ -39,27 +37,6 @@ def set_machine(threads: int | None, device: str) -> torch.device:
     """Apply ``--threads``; resolve ``--device`` (both validated before anything is written)."""
     set_threads(threads)
     return resolve_device(device)
-
-
-def new_model(arch: str, train_ds, act_bound: float | None) -> tuple[torch.nn.Module, ModelCard]:
-    """A freshly initialised ``arch`` whose card carries the data set's normalization."""
-    (c, h, w), (mean, std) = train_ds.image_shape, train_ds.channel_stats()
-    card = ModelCard(arch=arch, num_classes=train_ds.num_classes, in_channels=c, mean=mean,
-                     std=std, classes=train_ds.classes, input_size=(h, w),
-                     extra={"act_bound": act_bound} if act_bound is not None else {})
-    return card.build(), card
-
-
-def warm_start(init: Path, arch: str, train_ds) -> tuple[torch.nn.Module, ModelCard]:
-    """The FP model at ``init`` (weights and card, normalization included) to train further."""
-    model, meta = load_model(init)
-    if "quant" in meta:
-        raise RobustqError(f"--init {init}: a quantized checkpoint; warm starts take FP models")
-    card = ModelCard.from_json(meta["card"])
-    if card.arch != arch:
-        raise RobustqError(f"--init {init}: a {card.arch}, but --arch is {arch}")
-    check_model_fits(model, train_ds, init)
-    return model, card
 
 
 @friendly_errors(on_interrupt=RESUME)
@@ -82,7 +59,7 @@ def train_cmd(
     eval_images: Annotated[int, typer.Option(help="test images evaluated per epoch")] \
     = TrainConfig.eval_images,
     dq_beta: Annotated[float, typer.Option(help="Defensive Quantization Lipschitz "
-                                           "regularizer beta (0 = off)")] = 0.0,
+                                           "regularizer beta (0 = off)")] = TrainJob.dq_beta,
     act_bound: Annotated[float | None, typer.Option(help="bounded ReLU min(max(x,0),B) "
                                                     "(Defensive Quantization; default: ReLU)")]
     = None,
@@ -93,34 +70,21 @@ def train_cmd(
                                               "(same architecture; its card is kept)")] = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = TrainJob.device,
 ) -> None:
     """Train a classifier with Gaussian noise augmentation at sigma (for randomized smoothing)."""
-    where = set_machine(threads, device)
-    train_ds, test_ds = load_dataset(data, "train"), load_dataset(data, "test")
-    c, h, w = train_ds.image_shape
+    set_threads(threads)
     cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                       weight_decay=weight_decay, schedule=schedule, sigma=sigma,
-                      crop_padding=(4 if c == 3 else 2) if crop_padding is None else crop_padding,
-                      flip=(c == 3) if flip is None else flip, seed=seed, eval_images=eval_images,
-                      max_images=max_images, init=None if init is None else str(init.resolve()),
-                      init_sha256=None if init is None else file_sha256(init))
-    if act_bound is not None and not act_bound > 0:
-        raise RobustqError(f"--act-bound must be > 0, got {act_bound}")
-    seed_everything(seed)
-    model, card = (warm_start(init, arch, train_ds) if init is not None
-                   else new_model(arch, train_ds, act_bound))
-    console.print(f"training {arch} on {train_ds.source} ({len(train_ds)} train, {len(test_ds)} "
-                  f"test images), sigma={sigma}, {epochs} epochs -> {out}")
-    if dq_beta < 0:
-        raise RobustqError(f"--dq-beta must be >= 0, got {dq_beta}")
-    extra = (lambda m: lipschitz_penalty(m, dq_beta)) if dq_beta > 0 else None
-    meta = train(model, card, train_ds, test_ds, cfg, out, resume=resume,
-                 reporter=RichTrainReporter(), extra_loss=extra, device=where)
-    acc = meta["accuracy"]
-    console.print(f"done in {meta['train_time_s']:.0f}s: test accuracy {acc['clean_accuracy']:.4f}"
+                      crop_padding=crop_padding, flip=flip, seed=seed, eval_images=eval_images,
+                      max_images=max_images, init=None if init is None else str(init))
+    job = TrainJob(data=data, train=cfg, act_bound=act_bound, dq_beta=dq_beta, device=device)
+    done = run_train(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
+    acc = done.meta["accuracy"]
+    console.print(f"done in {done.meta['train_time_s']:.0f}s: test accuracy "
+                  f"{acc['clean_accuracy']:.4f}"
                   + (f", under sigma={sigma} noise {acc['noisy_accuracy']:.4f}" if sigma else "")
-                  + f"; checkpoint {out / 'model.safetensors'}")
+                  + f"; checkpoint {done.checkpoint}")
 
 
 @friendly_errors(out_file=True, on_interrupt=NOTHING)

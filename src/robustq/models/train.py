@@ -50,8 +50,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
     sigma: float = 0.25
-    crop_padding: int = 4
-    flip: bool = True
+    crop_padding: int | None = None    # random-crop padding; None: 4 px for RGB, 2 otherwise
+    flip: bool | None = None           # horizontal flips; None: for RGB images only
     seed: int = 0
     channels_last: bool = True
     eval_images: int = 2000
@@ -70,7 +70,8 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, "
                                          f"got {self.schedule!r}"),
-            (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
+            (self.crop_padding is None or self.crop_padding >= 0,
+             f"crop_padding must be >= 0, got {self.crop_padding}"),
             (self.eval_images >= 0, f"eval_images must be >= 0, got {self.eval_images}"),
             (self.max_images is None or self.max_images >= 1,
              f"max_images must be >= 1, got {self.max_images}"),
@@ -82,6 +83,13 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise RobustqError(msg)
+
+    def for_images(self, channels: int) -> TrainConfig:
+        """This config with the augmentation left to the image type made explicit."""
+        rgb = channels == 3
+        return dataclasses.replace(
+            self, crop_padding=(4 if rgb else 2) if self.crop_padding is None else self.crop_padding,
+            flip=rgb if self.flip is None else self.flip)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,6 +180,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     as everywhere, so a run's images are the same on every device. Returns the final metadata.
     """
     _check_inputs(model, train_ds, cfg, teacher)
+    cfg = cfg.for_images(train_ds.image_shape[0])
     reporter = reporter or TrainReporter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,8 @@ def finetune_config(card: ModelCard, epochs: int, lr: float, sigma: float,
                     seed: int = 0) -> TrainConfig:
     """The short fine-tuning recipe shared by benchmarks and the grid: cosine schedule, no
     per-epoch evaluation, crop (4 px for RGB, 2 otherwise) and flips for RGB images."""
-    rgb = card.in_channels == 3
     return TrainConfig(arch=card.arch, epochs=epochs, lr=lr, schedule="cosine", sigma=sigma,
-                       seed=seed, eval_images=0, crop_padding=4 if rgb else 2, flip=rgb)
+                       seed=seed, eval_images=0).for_images(card.in_channels)
 
 
 def calibration_batches(ds: ImageDataset, images: int = 512, batch: int = 128,

@@ -21,8 +21,18 @@ def from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     unknown = set(d) - set(fields)
     if unknown:
         raise RobustqError(f"unknown {what} option(s): {', '.join(sorted(unknown))}")
-    return cls(**{k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple)
-                  else v for k, v in d.items()})
+    return cls(**{k: _field_value(fields[k], v) for k, v in d.items()})
+
+
+def _field_value(f: dataclasses.Field, value: Any) -> Any:
+    """A JSON value for field ``f``: a list where the default is a tuple becomes a tuple, a dict
+    where the default is a config (a nested one, e.g. a job's TrainConfig) becomes that config."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(value, list) and isinstance(default, tuple):
+        return tuple(value)
+    if isinstance(value, dict) and dataclasses.is_dataclass(default) and hasattr(default, "from_json"):
+        return type(default).from_json(value)
+    return value
 
 
 class JsonConfig:

@@ -3,6 +3,8 @@ validation, compared on resume, written only once everything else has been check
 
 Commands call ``claim`` as the *last* step of their validation: a rerun with corrected options
 into the same directory is then never refused because a bad first attempt left its config.
+``start_run`` / ``finish_run`` keep the workflows' ``run.json`` (kind, schema, config, inputs
+resolved and hashed, provenance, status running/complete) through ``claim``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write_json
+from robustq.utils.io import atomic_write_json, file_sha256
+from robustq.utils.provenance import provenance
 
 
 def read_record(path: str | Path, required: tuple[str, ...] = ("config",)) -> dict[str, Any]:
@@ -62,3 +65,37 @@ def claim(path: str | Path, record: dict[str, Any], compare: tuple[str, ...] = (
         return True
     atomic_write_json(path, record)
     return False
+
+
+RUN_FILE = "run.json"
+RUN_SCHEMA = 1
+
+
+def input_record(path: str | Path) -> dict[str, str]:
+    """An input file as a run records it: the resolved path and the content hash, so the run
+    can be reused from any working directory and a changed file is noticed."""
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+
+
+def start_run(out: str | Path, kind: str, config: dict[str, Any], seed: int,
+              inputs: dict[str, str | Path] | None = None) -> bool:
+    """Claim ``out/run.json`` for a ``kind`` run of ``config`` (schema, resolved input paths and
+    hashes, provenance, ``status: running``); call it as the last step of validation. A rerun
+    with the same kind and config is a resume (returns True); another run is refused."""
+    path = Path(out) / RUN_FILE
+    record = {"kind": kind, "schema": RUN_SCHEMA, "config": config,
+              "inputs": {k: input_record(p) for k, p in (inputs or {}).items()},
+              "provenance": provenance(seed, config), "status": "running"}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    resumed = claim(path, record, compare=("kind", "config"), what=f"{kind} run")
+    if resumed:
+        atomic_write_json(path, {**read_record(path), "status": "running"})
+    return resumed
+
+
+def finish_run(out: str | Path, results: dict[str, Any] | None = None) -> None:
+    """Mark ``out/run.json`` complete (with a summary of ``results``), atomically."""
+    path = Path(out) / RUN_FILE
+    record = read_record(path, ("kind", "config"))
+    atomic_write_json(path, {**record, "status": "complete", **({"results": results}
+                                                                   if results else {})})
