@@ -295,13 +295,13 @@ def test_corrupt_severity_must_be_an_integer():
 
 # 12. Ctrl-C ----------------------------------------------------------------------------------
 def test_ctrl_c_says_how_to_continue(env, tmp_path, monkeypatch):
-    import robustq.cli.certify_cmd as certify_cmd
+    import robustq.certify.workflow as certify_workflow
     import robustq.models.train as train_mod
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(certify_cmd, "certify_dataset", interrupt)
+    monkeypatch.setattr(certify_workflow, "certify_dataset", interrupt)
     res = runner.invoke(app, [str(a) for a in certify(env, tmp_path / "c")])
     assert res.exit_code == 130 and "rerun the same command" in res.output
     assert "--resume" not in res.output and "Traceback" not in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +14,10 @@ from robustq.utils.validate import check_sigma
 
 @dataclass(frozen=True)
 class CertifyConfig(JsonConfig):
-    """One certification run. sigma in [0, 1] pixel units; images ``skip*k`` for k < ``max``."""
+    """One certification run. sigma in [0, 1] pixel units (None: the model's, see
+    ``with_sigma``); images ``skip*k`` for k < ``max``."""
 
-    sigma: float
+    sigma: float | None = None
     n0: int = 100
     n: int = 10_000
     alpha: float = 0.001
@@ -32,7 +34,8 @@ class CertifyConfig(JsonConfig):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_sigma(self.sigma)
+        if self.sigma is not None:
+            check_sigma(self.sigma)
         if not 0.5 < self.gamma <= 1:
             raise RobustqError(f"gamma must lie in (0.5, 1], got {self.gamma}")
         if self.n0 < 1 or self.n < 1:
@@ -49,6 +52,20 @@ class CertifyConfig(JsonConfig):
             raise RobustqError(f"max images must be >= 1, got {self.max_images}")
         if self.n_p is not None and self.n_p < 1:
             raise RobustqError(f"n_p must be >= 1, got {self.n_p}")
+
+    def with_sigma(self, model_sigma: float | None, model: str = "the model") -> CertifyConfig:
+        """This config with sigma set: its own, else the model's training noise."""
+        if self.sigma is not None:
+            return self
+        if model_sigma is None:
+            raise RobustqError(f"{model}: no sigma recorded; pass --sigma")
+        return dataclasses.replace(self, sigma=float(model_sigma))
+
+    def require_sigma(self) -> float:
+        """sigma, which certification needs set (``with_sigma``)."""
+        if self.sigma is None:
+            raise RobustqError("CertifyConfig.sigma is not set: certify with with_sigma(...)")
+        return self.sigma
 
     def indices(self, size: int) -> list[int]:
         idx = list(range(0, size, self.skip))

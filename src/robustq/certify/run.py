@@ -88,6 +88,7 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
     ``progress(done, total, running_summary)`` is called after every image. ``device``: where
     the noise is drawn and the model runs (``Smooth``); default the CPU.
     """
+    cfg.require_sigma()
     out = Path(out_dir)
     executor = executor or SERIAL
     indices = cfg.indices(len(ds))
@@ -166,6 +167,7 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
     seed): a cache made with other values is refused, and ``run.json`` records the cache's
     n0 and n (f's samples), so every certificate holds with probability 1 - (alpha + alpha_zeta).
     """
+    cfg.require_sigma()
     cache_dir = Path(cache_dir)
     meta, cached_rows, cached_preds = load_cache(cache_dir, ds.num_classes)
     check_cache_matches(meta, ds, cfg, cache_dir)
