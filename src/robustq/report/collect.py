@@ -11,7 +11,8 @@ Run kinds, by the file that marks their directory:
   missing or older than the last unit);
 - ``dq``: ``dq.json`` (``benchmarks/dq_experiment.py``);
 - ``demo``: ``demo.json`` (timings of ``robustq demo``), whose sub-runs are found separately;
-- ``model``: ``model.safetensors`` of ``robustq train`` / ``robustq quantize`` (its metadata:
+- ``model``: ``model.safetensors`` of ``robustq train`` / ``robustq quantize``, whose
+  ``run.json`` says kind ``train`` / ``quantize`` (the checkpoint's metadata:
   card, quantization, accuracy, training history; the weights are not read);
 - ``amplification``: ``amplification.json`` of ``robustq amplification`` (or that file given
   directly, under any name).
@@ -176,9 +177,22 @@ def load_amplification(path: Path, name: str) -> RunRecord:
                      provenance=meta.get("provenance"))
 
 
+def load_run(path: Path, name: str) -> RunRecord:
+    """A directory with ``run.json``, read by its kind: a certification (``certify``, ``irs``)
+    or a model-making run (``train``, ``quantize``: its checkpoint, once there)."""
+    kind = _json(path / RUN).get("kind", "certify")
+    if kind in ("train", "quantize"):
+        if not (path / "model.safetensors").is_file():
+            rec = RunRecord("model", name, path, {}, sources=[path / RUN])
+            rec.missing.append(f"{name}: the {kind} run has not finished (no model.safetensors)")
+            return rec
+        return load_model_run(path, name)
+    return load_certify(path, name)
+
+
 # marker file -> loader; a directory with a marker is one run (its subdirectories belong to it)
 _MARKERS = (("search.json", load_search), ("compare.json", load_compare),
-            (BENCH_CONFIG, load_bench), ("dq.json", load_dq), (RUN, load_certify),
+            (BENCH_CONFIG, load_bench), ("dq.json", load_dq), (RUN, load_run),
             ("amplification.json", load_amplification), ("model.safetensors", load_model_run))
 
 
