@@ -5,11 +5,14 @@ import json
 
 import pytest
 
+from robustq.bench.amplification import AmplificationJob
 from robustq.bench.runner import BenchConfig
 from robustq.certify.run import CertifyConfig
-from robustq.cli.demo_cmd import DemoConfig
+from robustq.certify.workflow import CertifyJob
 from robustq.models.checkpoint import ModelCard
 from robustq.models.train import TrainConfig
+from robustq.quant.workflow import QuantizeJob, TrainJob
+from robustq.report.demo import DemoConfig
 from robustq.search.compare import CompareConfig
 from robustq.search.ddpg import DDPGConfig
 from robustq.search.search import SearchConfig
@@ -32,6 +35,14 @@ CONFIGS = [
     BenchConfig(checkpoint="m.safetensors", data="embedded", methods=("lsq",), bits=(2, 4),
                 images=10, attack_images=5, autoattack_images=2, corruptions=("fog",),
                 severities=(1, 5)),
+    TrainJob(data="embedded-cifar10", train=TrainConfig(arch="resnet20", epochs=4, crop_padding=3),
+             act_bound=6.0, dq_beta=0.01, device="cpu"),
+    QuantizeJob(checkpoint="m.safetensors", bits="3/5", first_last=0, method="pact", epochs=3,
+                train_images=200, sigma=0.5, distill=0.5, distill_temperature=2.0),
+    CertifyJob(checkpoint="q.onnx", split="train", certify=CertifyConfig(n=500, n_p=50, seed=3),
+               incremental="runs/fp", engine="onnx"),
+    AmplificationJob(checkpoints=("a.safetensors", "b.safetensors"), attack="fgsm", norm="l2",
+                     eps=0.5, images=20),
 ]
 
 
@@ -53,8 +64,16 @@ def test_config_refuses_unknown_keys(cfg):
 
 
 def _one_changed(cfg) -> dict:
-    """One field set to another valid value (the first int field, plus one)."""
-    for k, v in cfg.to_json().items():
-        if isinstance(v, int) and not isinstance(v, bool):
+    """One field set to another valid value: the first number, plus one (in a nested config
+    where the top level has none, e.g. a job's TrainConfig or CertifyConfig)."""
+    return _changed(cfg.to_json(), type(cfg).__name__)
+
+
+def _changed(d: dict, name: str) -> dict:
+    for k, v in d.items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
             return {k: v + 1}
-    raise AssertionError(f"{type(cfg).__name__} has no int field")
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            return {k: {**v, **_changed(v, f"{name}.{k}")}}
+    raise AssertionError(f"{name} has no number field")

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from robustq.cli.demo_cmd import DemoConfig, run_demo
 from robustq.cli.main import app
 from robustq.report import build_report, discover
+from robustq.report.demo import DemoConfig, run_demo
 from robustq.report.plots import pareto_front
 from robustq.utils.progress import CountingProgress
 

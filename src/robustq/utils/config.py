@@ -25,10 +25,11 @@ def from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
 
 
 def _field_value(f: dataclasses.Field, value: Any) -> Any:
-    """A JSON value for field ``f``: a list where the default is a tuple becomes a tuple, a dict
+    """A JSON value for field ``f``: a list where the field is a tuple becomes a tuple, a dict
     where the default is a config (a nested one, e.g. a job's TrainConfig) becomes that config."""
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    if isinstance(value, list) and isinstance(default, tuple):
+    declared_tuple = isinstance(f.type, str) and f.type.startswith("tuple")
+    if isinstance(value, list) and (isinstance(default, tuple) or declared_tuple):
         return tuple(value)
     if isinstance(value, dict) and dataclasses.is_dataclass(default) and hasattr(default, "from_json"):
         return type(default).from_json(value)

@@ -1,0 +1,76 @@
+"""train and quantize called from Python with one config each, no CLI: what they write (the
+checkpoint, run.json with the inputs resolved and hashed), resume, and refusals before writing."""
+
+import json
+
+import pytest
+
+from robustq.models.train import TrainConfig
+from robustq.quant.checkpoint import load
+from robustq.quant.workflow import QuantizeJob, TrainJob, run_quantize, run_train
+from robustq.utils.errors import RobustqError
+from robustq.utils.io import file_sha256
+
+TINY = TrainConfig(epochs=1, batch_size=32, max_images=64, eval_images=16, sigma=0.25)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp")
+    job = TrainJob(data="embedded", train=TINY)
+    return job, out, run_train(job, out)
+
+
+def test_train_writes_a_checkpoint_and_a_complete_run_record(trained):
+    job, out, done = trained
+    record = json.loads((out / "run.json").read_text())
+    assert done.checkpoint == out / "model.safetensors" and done.checkpoint.is_file()
+    assert record["kind"] == "train" and record["status"] == "complete" and record["schema"] == 1
+    # the recorded config is the job with the augmentation made explicit (MNIST: 2 px, no flips)
+    assert record["config"]["train"]["crop_padding"] == 2 and record["config"]["train"]["flip"] is False
+    assert TrainJob.from_json(record["config"]).train.epochs == job.train.epochs
+    assert record["results"]["accuracy"] == done.meta["accuracy"]
+    assert done.meta["train_config"]["max_images"] == 64
+
+
+def test_train_refuses_another_job_in_its_directory_before_writing(trained):
+    _, out, _ = trained
+    before = (out / "run.json").read_text()
+    with pytest.raises(RobustqError, match="earlier run"):
+        run_train(TrainJob(data="embedded", train=TrainConfig(**{**TINY.to_json(), "lr": 0.05})),
+                  out)
+    assert (out / "run.json").read_text() == before
+
+
+def test_quantize_records_its_input_resolved_and_hashed(trained, tmp_path, monkeypatch):
+    _, fp_dir, fp = trained
+    monkeypatch.chdir(fp_dir)
+    job = QuantizeJob(checkpoint="model.safetensors", data="embedded", bits="4/4", epochs=1,
+                      train_images=32, eval_images=16, batch_size=32)
+    done = run_quantize(job, tmp_path / "q")
+    record = json.loads((tmp_path / "q" / "run.json").read_text())
+    assert record["kind"] == "quantize" and record["status"] == "complete"
+    assert record["inputs"]["checkpoint"] == {"path": str(fp.checkpoint.resolve()),
+                                              "sha256": file_sha256(fp.checkpoint)}
+    assert done.policy is not None and 0 < done.bitops_percent < 100
+    assert load(done.checkpoint).method == "lsq" and QuantizeJob.from_json(record["config"]) == job
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"bits": "4/4", "policy": "p.json"}, "exactly one"),
+    ({"bits": "4/4", "method": "bogus"}, "bogus"),
+    ({"bits": "4/4", "epochs": -1}, "epochs"),
+    ({"bits": "4/4", "sigma": -0.1}, "sigma"),
+    ({"bits": "4/4", "act_bound": 0.0}, "act-bound"),
+])
+def test_quantize_job_refuses_bad_values(bad, match):
+    with pytest.raises(RobustqError, match=match):
+        QuantizeJob(checkpoint="m.safetensors", **bad)
+
+
+def test_post_training_quantization_writes_no_training_state(trained, tmp_path):
+    _, _, fp = trained
+    done = run_quantize(QuantizeJob(checkpoint=str(fp.checkpoint), data="embedded", bits="8/8",
+                                    epochs=0), tmp_path / "ptq")
+    assert done.meta["epochs"] == 0 and not (tmp_path / "ptq" / "train_state.safetensors").exists()
+    assert json.loads((tmp_path / "ptq" / "run.json").read_text())["status"] == "complete"
