@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from robustq.bench.amplification import AmplificationJob, run_amplification
-from robustq.cli.common import NOTHING, SeedOpt, console, friendly_errors
-from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.cli.common import NOTHING, SeedOpt, ThreadsOpt, console, friendly_errors, set_threads
+from robustq.cli.train_cmd import DataOpt
 from robustq.utils.validate import check_int, parse_number
 
 
@@ -25,7 +25,7 @@ def amplification_cmd(
     eps: Annotated[str, typer.Option(help="budget, e.g. 8/255")] = "8/255",
     images: Annotated[int, typer.Option(help="test images (evenly spaced)")] = AmplificationJob.images,
     seed: SeedOpt = 0,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Per-layer error amplification of adversarial perturbations (Lin et al. 2019)."""
     set_threads(threads)

@@ -10,14 +10,14 @@ import typer
 
 from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
-from robustq.cli.common import DeviceOpt, RayOpt, SeedOpt, WorkersOpt, console, friendly_errors
+from robustq.cli.common import Machine, SeedOpt, console, friendly_errors, on_machine
 from robustq.cli.progress import console_progress
-from robustq.cli.train_cmd import DataOpt, set_machine
-from robustq.utils.parallel import get_executor
+from robustq.cli.train_cmd import DataOpt
 from robustq.utils.validate import parse_int, parse_names, parse_numbers
 
 
 @friendly_errors
+@on_machine
 def bench_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
     out: Annotated[Path, typer.Option(help="output directory (resumable)")],
@@ -43,13 +43,10 @@ def bench_cmd(
     finetune_epochs: Annotated[int, typer.Option(help="QAT epochs per quantized model")] = 1,
     finetune_images: Annotated[int, typer.Option(help="training images per QAT epoch")] = 10_000,
     seed: SeedOpt = 0,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
-    device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    ray: RayOpt = None,
+    machine: Machine = None,
 ) -> None:
     """Benchmark adversarial, natural and systematic robustness of quantized models."""
-    where, executor = set_machine(threads, device), get_executor(workers, ray)
+    where, executor = machine.device, machine.executor
     kw = {"corruptions": parse_names(corruptions, "--corruptions")} if corruptions is not None \
         else {}
     bit_list = tuple(parse_int(b, "--bits") for b in parse_names(bits, "--bits"))

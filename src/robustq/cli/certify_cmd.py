@@ -10,21 +10,14 @@ import typer
 
 from robustq.certify.config import CertifyConfig
 from robustq.certify.workflow import CertifyJob, run_certify
-from robustq.cli.common import (
-    DeviceOpt,
-    RayOpt,
-    SeedOpt,
-    WorkersOpt,
-    console,
-    friendly_errors,
-)
+from robustq.cli.common import Machine, SeedOpt, console, friendly_errors, on_machine
 from robustq.cli.progress import console_progress
-from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.cli.train_cmd import DataOpt
 from robustq.quant.engines import ENGINES
-from robustq.utils.parallel import get_executor
 
 
 @friendly_errors
+@on_machine
 def certify_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="robustq .safetensors checkpoint (f)")],
     out: Annotated[Path, typer.Option(help="output directory (per-image TSV, summary JSON)")],
@@ -53,20 +46,16 @@ def certify_cmd(
     = CertifyConfig.gamma,
     engine: Annotated[str, typer.Option(help="how the classifier is sampled: " + "; ".join(
         f"{e.name}: {e.help}" for e in ENGINES.values()))] = "auto",
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
-    device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    ray: RayOpt = None,
+    machine: Machine = None,
 ) -> None:
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
-    set_threads(threads)
-    executor = get_executor(workers, ray)
+    executor = machine.executor
     cfg = CertifyConfig(sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch, chunk=chunk,
                         skip=skip, max_images=max_images, seed=seed, n_p=n_p,
                         alpha_zeta=alpha_zeta, gamma=gamma)
     job = CertifyJob(checkpoint=str(checkpoint), data=data, split=split, certify=cfg,
                      cache=cache, incremental=None if incremental is None else str(incremental),
-                     approx=approx, engine=engine, device=device)
+                     approx=approx, engine=engine, device=machine.device_name)
     summary = run_certify(job, out, console_progress(), executor,
                           say=lambda line: console.print(f"[yellow]{line}[/]", highlight=False))
     ca = ", ".join(f"{r}: {v:.3f}" for r, v in summary["certified_accuracy"].items())

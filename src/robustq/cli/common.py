@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 
+from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import check_writable
+from robustq.utils.parallel import Executor, get_executor
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -35,6 +40,7 @@ WorkersOpt = Annotated[int, typer.Option(help="local worker processes that share
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", help="run the units of work on a Ray cluster: auto (the running one), HOST:PORT, or "
     "local (start one here); needs pip install 'robustq[ray]'")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads")]
 SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "
                                       "recorded in the run")]
 
@@ -88,11 +94,45 @@ def friendly_errors(fn: Callable | None = None, *, out_file: bool = False,
     return decorate(fn) if fn is not None else decorate
 
 
-def check_model_fits(model, ds, checkpoint) -> None:
-    """The model's outputs and input channels must match the data set's classes and images."""
-    if ds.num_classes != model.num_classes:
-        raise RobustqError(f"{ds.source}: {ds.num_classes} classes but {checkpoint} has "
-                           f"{model.num_classes} outputs")
-    if ds.image_shape[0] != model.in_channels:
-        raise RobustqError(f"{ds.source}: {ds.image_shape[0]}-channel images but {checkpoint} "
-                           f"expects {model.in_channels}")
+@dataclass(frozen=True)
+class Machine:
+    """Where a command runs: ``--device`` resolved (and as given) and the executor of
+    ``--workers`` / ``--ray``."""
+
+    device: torch.device
+    device_name: str
+    executor: Executor
+
+
+_MACHINE_OPTIONS = (("threads", ThreadsOpt, None), ("device", DeviceOpt, "auto"),
+                    ("workers", WorkersOpt, 1), ("ray", RayOpt, None))
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (validated)."""
+    if threads is not None:
+        if threads < 1:
+            raise RobustqError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def on_machine(command: Callable) -> Callable:
+    """``command(..., machine=Machine)`` offered ``--threads``, ``--device``, ``--workers`` and
+    ``--ray`` instead, applied and validated before it runs (wrap it in ``friendly_errors``)."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, threads: int | None = None, device: str = "auto", workers: int = 1,
+                ray: str | None = None, **kwargs: Any) -> Any:
+        set_threads(threads)
+        machine = Machine(resolve_device(device), device, get_executor(workers, ray))
+        return command(*args, machine=machine, **kwargs)
+
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for name, p in signature.parameters.items() if name != "machine"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                               annotation=annotation)
+             for name, annotation, default in _MACHINE_OPTIONS]
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])
+    wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items()
+                                  if k != "machine"},
+                               **{name: annotation for name, annotation, _ in _MACHINE_OPTIONS}}
+    return wrapper

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from robustq.cli.common import SeedOpt, console, friendly_errors
+from robustq.cli.common import SeedOpt, ThreadsOpt, console, friendly_errors, set_threads
 from robustq.cli.progress import console_progress
-from robustq.cli.train_cmd import set_threads
 from robustq.report.demo import DemoConfig, run_demo
 from robustq.report.headline import compare_sentences
 
@@ -27,7 +26,7 @@ def demo_cmd(
     data: Annotated[str, typer.Option(help="packaged subset: embedded-cifar10 (ResNet-20) or "
                                       "embedded (MNIST, small CNN; faster)")] = DemoConfig.data,
     seed: SeedOpt = 0,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Search, certify, benchmark and report on the embedded CIFAR-10 default (a few minutes)."""
     set_threads(threads)

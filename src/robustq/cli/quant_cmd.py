@@ -8,9 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustq.cli.common import NOTHING, RESUME, DeviceOpt, SeedOpt, console, friendly_errors
+from robustq.cli.common import (
+    NOTHING,
+    RESUME,
+    DeviceOpt,
+    SeedOpt,
+    ThreadsOpt,
+    console,
+    friendly_errors,
+    set_threads,
+)
 from robustq.cli.progress import RichTrainReporter
-from robustq.cli.train_cmd import DataOpt, set_threads
+from robustq.cli.train_cmd import DataOpt
 from robustq.models import ModelCard
 from robustq.quant import get_policy, model_cost
 from robustq.quant.checkpoint import load_model
@@ -51,7 +60,7 @@ def quantize_cmd(
     = QuantizeJob.distill_temperature,
     seed: SeedOpt = QuantizeJob.seed,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = QuantizeJob.device,
 ) -> None:
     """Quantize an FP checkpoint with a policy and fine-tune it with noise augmentation."""

@@ -7,15 +7,15 @@ from typing import Annotated
 
 import typer
 
-from robustq.cli.common import DeviceOpt, RayOpt, SeedOpt, WorkersOpt, console, friendly_errors
+from robustq.cli.common import Machine, SeedOpt, console, friendly_errors, on_machine
 from robustq.cli.progress import console_progress
-from robustq.cli.train_cmd import DataOpt, set_machine
+from robustq.cli.train_cmd import DataOpt
 from robustq.search.compare import CompareConfig, run_compare
 from robustq.search.search import STRATEGIES, Search, SearchConfig
-from robustq.utils.parallel import get_executor
 
 
 @friendly_errors
+@on_machine
 def search_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
     out: Annotated[Path, typer.Option(help="output directory (resumable)")],
@@ -40,13 +40,10 @@ def search_cmd(
     parallel_episodes: Annotated[int, typer.Option(help="policies proposed per agent round, "
                                                    "scored side by side by the workers")] = 1,
     seed: SeedOpt = 0,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
-    device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    ray: RayOpt = None,
+    machine: Machine = None,
 ) -> None:
     """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
-    where, executor = set_machine(threads, device), get_executor(workers, ray)
+    where, executor = machine.device, machine.executor
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy=strategy, budget=budget,
                        episodes=episodes, warmup=warmup, method=method, sigma=sigma,
                        finetune_images=finetune_images, holdout_images=holdout_images,
@@ -72,6 +69,7 @@ def warn_if_all_random(cfg: SearchConfig) -> None:
 
 
 @friendly_errors
+@on_machine
 def compare_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint (the reference)")],
     out: Annotated[Path, typer.Option(help="output directory (table + per-model runs)")],
@@ -93,13 +91,10 @@ def compare_cmd(
                                                 "FP checkpoint with the same images and "
                                                 "settings: its certificates are the FP32 row")]
     = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
-    device: DeviceOpt = "auto",
-    workers: WorkersOpt = 1,
-    ray: RayOpt = None,
+    machine: Machine = None,
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
-    where, executor = set_machine(threads, device), get_executor(workers, ray)
+    where, executor = machine.device, machine.executor
     cfg = CompareConfig(checkpoint=str(checkpoint),
                         candidates=tuple(map(str, candidates or ())), data=data,
                         method=method, finetune_images=finetune_images,

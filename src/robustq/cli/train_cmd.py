@@ -6,37 +6,31 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from robustq.cli.common import NOTHING, RESUME, DeviceOpt, SeedOpt, check_model_fits, console, friendly_errors
+from robustq.cli.common import (
+    NOTHING,
+    RESUME,
+    DeviceOpt,
+    SeedOpt,
+    ThreadsOpt,
+    console,
+    friendly_errors,
+    set_threads,
+)
 from robustq.cli.progress import RichTrainReporter
 from robustq.data import load_dataset
 from robustq.models.evaluate import evaluate as evaluate_model
 from robustq.models.train import TrainConfig
 from robustq.quant.checkpoint import load_model
-from robustq.quant.workflow import TrainJob, run_train
+from robustq.quant.workflow import TrainJob, check_fits, run_train
 from robustq.utils import atomic_write_json, provenance
-from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.validate import check_sigma
 
 DataOpt = Annotated[str, typer.Option("--data", help="'embedded' (MNIST subset), "
                                       "'embedded-cifar10', a CIFAR-10/MNIST directory, or an "
                                       "ImageFolder directory or .zip")]
-
-
-def set_threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise RobustqError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
-def set_machine(threads: int | None, device: str) -> torch.device:
-    """Apply ``--threads``; resolve ``--device`` (both validated before anything is written)."""
-    set_threads(threads)
-    return resolve_device(device)
 
 
 @friendly_errors(on_interrupt=RESUME)
@@ -69,7 +63,7 @@ def train_cmd(
     init: Annotated[Path | None, typer.Option(help="warm start from this FP checkpoint's weights "
                                               "(same architecture; its card is kept)")] = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = TrainJob.device,
 ) -> None:
     """Train a classifier with Gaussian noise augmentation at sigma (for randomized smoothing)."""
@@ -96,7 +90,7 @@ def evaluate_cmd(
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 500,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Clean accuracy and accuracy under Gaussian noise of a checkpoint."""
     set_threads(threads)
@@ -104,7 +98,7 @@ def evaluate_cmd(
         raise RobustqError(f"--batch-size must be >= 1, got {batch_size}")
     model, meta = load_model(checkpoint)
     ds = load_dataset(data, split)
-    check_model_fits(model, ds, checkpoint)
+    check_fits(model, ds, checkpoint)
     sigma_given = sigma is not None
     sigma = meta.get("sigma", 0.0) if sigma is None else sigma
     sigma = check_sigma(sigma, "--sigma" if sigma_given else f"{checkpoint}: sigma",
