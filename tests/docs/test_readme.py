@@ -18,6 +18,9 @@ TINY = [
     # label the model does not predict (AutoAttack attacks only correctly classified points)
     ("(qmodel, x[:8], y[:8])", "(qmodel, x[:1], (qmodel(x[:1]).argmax(1) + 1) % 10)"),
     ("test.images[:100]", "test.images[:4]"),
+    ('bits="4/4", epochs=2)', 'bits="4/4", epochs=1, train_images=16, eval_images=8)'),
+    ("CertifyConfig(n=10_000, max_images=500)",
+     "CertifyConfig(n0=10, n=50, batch_size=50, chunk=50, max_images=2, skip=100)"),
     ("budget=1.5625, episodes=40)", "budget=1.5625, episodes=2, warmup=1, finetune_images=64, "
      "holdout_images=16, cert_images=2, n=100, n_p=50)"),
     ("test_images=500, test_n=10_000", "test_images=2, test_n=100"),
@@ -49,3 +52,4 @@ def test_readme_python_section_runs(tmp_path, monkeypatch):
     exec(compile(code, str(README), "exec"), scope)
     assert 0 < scope["model_cost"](scope["model"], scope["policy"], (3, 32, 32)).bitops_percent < 5
     assert scope["final"]["images"] == 2 and (tmp_path / "report.html").stat().st_size > 10_000
+    assert scope["summary"]["images"] == 2 and scope["q44"].bitops_percent < 5

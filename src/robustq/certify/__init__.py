@@ -1,6 +1,7 @@
 """Certification: randomized smoothing (certify, predict), incremental certification (IRS),
 and certified-robustness metrics."""
 
+from robustq.certify.config import CertifyConfig
 from robustq.certify.irs import CacheEntry, IRSCertificate, estimate_zeta, irs_certify_many
 from robustq.certify.metrics import (
     PairedDifference,
@@ -14,6 +15,7 @@ from robustq.certify.smooth import ABSTAIN, Certificate, Smooth
 __all__ = [
     "ABSTAIN",
     "CacheEntry",
+    "CertifyConfig",
     "Certificate",
     "IRSCertificate",
     "PairedDifference",
