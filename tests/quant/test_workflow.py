@@ -74,3 +74,32 @@ def test_post_training_quantization_writes_no_training_state(trained, tmp_path):
                                     epochs=0), tmp_path / "ptq")
     assert done.meta["epochs"] == 0 and not (tmp_path / "ptq" / "train_state.safetensors").exists()
     assert json.loads((tmp_path / "ptq" / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_named_recipe_gives_its_values_and_explicit_ones_win():
+    job = QuantizeJob.from_recipe("deploy", checkpoint="m.safetensors", bits="4/4", epochs=1)
+    assert (job.epochs, job.distill, job.distill_temperature, job.train_images, job.recipe) == \
+        (1, 0.5, 2.0, None, "deploy")
+    with pytest.raises(RobustqError, match="known: episode, deploy"):
+        QuantizeJob.from_recipe("fast", checkpoint="m.safetensors", bits="4/4")
+
+
+def test_cli_recipe_fills_the_defaults_and_is_recorded(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from robustq.cli.main import app
+
+    _, _, fp = trained
+    runner = CliRunner()
+    res = runner.invoke(app, ["quantize", str(fp.checkpoint), "--data", "embedded", "--bits", "8/8",
+                              "--recipe", "episode", "--epochs", "0", "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "q" / "run.json").read_text())["config"]
+    assert (config["recipe"], config["lr"], config["train_images"], config["epochs"]) == \
+        ("episode", 1e-3, 2000, 0)                                # --epochs overrides the recipe
+    assert load(tmp_path / "q" / "model.safetensors").meta["quant_finetune"]["base"]["recipe"] == \
+        "episode"
+    bad = runner.invoke(app, ["quantize", str(fp.checkpoint), "--bits", "8/8", "--recipe", "fast",
+                              "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "unknown QAT recipe 'fast'" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -15,6 +15,7 @@ from robustq.cli.common import (
     SeedOpt,
     ThreadsOpt,
     console,
+    fail,
     friendly_errors,
     set_threads,
 )
@@ -23,8 +24,26 @@ from robustq.cli.train_cmd import DataOpt
 from robustq.models import ModelCard
 from robustq.quant import get_policy, model_cost
 from robustq.quant.checkpoint import load_model
-from robustq.quant.workflow import QuantizeJob, resolve_policy, run_quantize
+from robustq.quant.workflow import QAT_RECIPES, QuantizeJob, qat_recipe, resolve_policy, run_quantize
+from robustq.utils.errors import RobustqError
 
+
+def _load_recipe(ctx: typer.Context, value: str | None) -> str | None:
+    """Eager callback: the recipe's values become the defaults (a --config file and flags
+    override them)."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    try:
+        ctx.default_map = {**qat_recipe(value), **(ctx.default_map or {})}
+    except RobustqError as e:
+        fail(f"--recipe: {e}")
+    return value
+
+
+RecipeOpt = Annotated[str | None, typer.Option(
+    is_eager=True, callback=_load_recipe,
+    help="a named QAT recipe whose values become the defaults: " + "; ".join(
+        f"{name}: {', '.join(f'{k}={v}' for k, v in r.items())}" for name, r in QAT_RECIPES.items()))]
 PolicyOpt = Annotated[Path | None, typer.Option(help="policy file (JSON or YAML)")]
 BitsOpt = Annotated[str | None, typer.Option(help="uniform policy W/A, e.g. 4/4 (or 4)")]
 FirstLastOpt = Annotated[int | None, typer.Option(help="bits of first and last layers "
@@ -59,6 +78,7 @@ def quantize_cmd(
     distill_temperature: Annotated[float, typer.Option(help="distillation temperature")] \
     = QuantizeJob.distill_temperature,
     seed: SeedOpt = QuantizeJob.seed,
+    recipe: RecipeOpt = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: ThreadsOpt = None,
     device: DeviceOpt = QuantizeJob.device,
@@ -70,7 +90,7 @@ def quantize_cmd(
         bits=bits, first_last=first_last, method=method, epochs=epochs, lr=lr,
         batch_size=batch_size, train_images=train_images, sigma=sigma, dq_beta=dq_beta,
         act_bound=act_bound, pact_lambda=pact_lambda, distill=distill,
-        distill_temperature=distill_temperature, seed=seed, device=device)
+        distill_temperature=distill_temperature, seed=seed, device=device, recipe=recipe)
     done = run_quantize(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
     acc, sigma = done.meta["accuracy"], done.meta["sigma"]
     console.print(f"test accuracy {acc['clean_accuracy']:.4f}"

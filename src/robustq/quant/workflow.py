@@ -146,6 +146,25 @@ def run_train(job: TrainJob, out: str | Path, resume: bool = False,
     return Trained(model.eval(), meta, out / FINAL_FILE)
 
 
+# Named QAT recipes (issue 17): the values a QuantizeJob takes from ``recipe``; fields set
+# explicitly override them (``QuantizeJob.from_recipe``, ``robustq quantize --recipe``).
+QAT_RECIPES: dict[str, dict[str, Any]] = {
+    # the search's cheap episode recipe: one epoch over 2,000 training images at lr 1e-3
+    "episode": {"epochs": 1, "train_images": 2000, "lr": 1e-3, "distill": 0.0},
+    # the final models': 3 epochs over the full training split, cosine from lr 0.01, half the
+    # loss distilled from the FP model's outputs on the same noisy input at temperature 2
+    "deploy": {"epochs": 3, "train_images": None, "lr": 0.01, "distill": 0.5,
+               "distill_temperature": 2.0},
+}
+
+
+def qat_recipe(name: str) -> dict[str, Any]:
+    """The options of the named QAT recipe; an unknown name lists the known ones."""
+    if name not in QAT_RECIPES:
+        raise RobustqError(f"unknown QAT recipe {name!r} (known: {', '.join(QAT_RECIPES)})")
+    return dict(QAT_RECIPES[name])
+
+
 @dataclass(frozen=True)
 class QuantizeJob(JsonConfig):
     """Quantize the FP ``checkpoint`` with ``policy`` (a JSON/YAML file) or uniform ``bits``
@@ -175,8 +194,11 @@ class QuantizeJob(JsonConfig):
     distill_temperature: float = 1.0
     seed: int = 0
     device: str = "auto"
+    recipe: str | None = None           # the QAT_RECIPES entry the values came from (a record)
 
     def __post_init__(self) -> None:
+        if self.recipe is not None:
+            qat_recipe(self.recipe)
         if (self.policy is None) == (self.bits is None):
             raise RobustqError("give exactly one of --policy FILE or --bits W/A")
         get_quantizers(self.method)                     # names the valid methods
@@ -191,6 +213,11 @@ class QuantizeJob(JsonConfig):
                 raise RobustqError(message)
         if self.sigma is not None:
             check_sigma(self.sigma, "--sigma", allow_zero=True)
+
+    @classmethod
+    def from_recipe(cls, recipe: str, **options: Any) -> QuantizeJob:
+        """A job with the named recipe's values, ``options`` overriding them."""
+        return cls(**{**qat_recipe(recipe), **options, "recipe": recipe})
 
     def resolve_policy(self, model: torch.nn.Module) -> Policy:
         """The policy file read against ``model``, or the uniform policy of ``bits``."""
@@ -256,7 +283,8 @@ def run_quantize(job: QuantizeJob, out: str | Path, resume: bool = False,
         model, card, policy, job.method, train_ds, test_ds, cfg, out, resume=resume,
         reporter=reporter, pact_lambda=job.pact_lambda, dq_beta=job.dq_beta,
         base_meta={"checkpoint": str(Path(job.checkpoint).resolve()),
-                   "sha256": file_sha256(job.checkpoint), "accuracy": meta.get("accuracy")},
+                   "sha256": file_sha256(job.checkpoint), "accuracy": meta.get("accuracy"),
+                   "recipe": job.recipe},
         finetune=job.epochs > 0, device=device)
     finish_run(out, {"accuracy": qmeta["accuracy"], "bitops_percent": bitops,
                      "checkpoint": str((out / FINAL_FILE).resolve())})
