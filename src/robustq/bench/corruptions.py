@@ -33,6 +33,7 @@ from scipy.ndimage import map_coordinates
 from skimage.filters import gaussian
 
 from robustq.utils.errors import RobustqError
+from robustq.utils.registry import Registry
 
 BENCHMARK = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
              "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
@@ -73,12 +74,12 @@ CIFAR10_C: dict[str, list] = {
 }
 
 # Each function maps (float RGB image in [0, 1], H x W x 3; parameters; seed) to [0, 1].
-_FUNCS: dict[str, Callable[[np.ndarray, object, int], np.ndarray]] = {}
+CORRUPTION_REGISTRY: Registry[Callable[[np.ndarray, object, int], np.ndarray]] = \
+    Registry("corruption")
 
 
 def _corruption(fn: Callable) -> Callable:
-    _FUNCS[fn.__name__.lstrip("_")] = fn
-    return fn
+    return CORRUPTION_REGISTRY.register(fn.__name__.lstrip("_"))(fn)
 
 
 @_corruption
@@ -267,7 +268,7 @@ def apply_corruption(img: np.ndarray, name: str, params, seed: int) -> np.ndarra
     state = np.random.get_state()
     np.random.seed(seed)        # the library's helpers draw from NumPy's global generator
     try:
-        out = _FUNCS[name](img / 255.0, params, seed)
+        out = CORRUPTION_REGISTRY.get(name)(img / 255.0, params, seed)
     finally:
         np.random.set_state(state)
     return np.uint8(np.clip(out, 0, 1) * 255)

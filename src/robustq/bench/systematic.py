@@ -17,14 +17,44 @@ as JPEG, quality 95, by ``encode_images``); outputs are uint8 ``(N, H, W, C)``.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from robustq.utils.errors import RobustqError
+from robustq.utils.registry import Registry
 
-DECODERS = ["pillow", "opencv", "simplejpeg-fast"]
+DECODER_REGISTRY: Registry[Callable[[bytes, bool], np.ndarray]] = Registry("decoder")
+
+
+@DECODER_REGISTRY.register("pillow")
+def _decode_pillow(data: bytes, gray: bool) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("L" if gray else "RGB"))
+
+
+@DECODER_REGISTRY.register("opencv")
+def _decode_opencv(data: bytes, gray: bool) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8),
+                       cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if arr is None:
+        raise RobustqError("OpenCV could not decode an image")
+    return arr if gray else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+@DECODER_REGISTRY.register("simplejpeg-fast")
+def _decode_simplejpeg_fast(data: bytes, gray: bool) -> np.ndarray:
+    import simplejpeg
+
+    if not simplejpeg.is_jpeg(data):
+        raise RobustqError("simplejpeg decodes JPEG only")
+    return simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", fastdct=True,
+                                  fastupsample=True)
+
+
+DECODERS = DECODER_REGISTRY.names()
 PIL_RESIZE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
               "box": Image.BOX, "hamming": Image.HAMMING, "lanczos": Image.LANCZOS}
 CV_RESIZE = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
@@ -35,25 +65,7 @@ VARIANTS = ([f"decode-{d}" for d in DECODERS] + [f"resize-pil-{m}" for m in PIL_
 
 def decode(data: bytes, decoder: str, channels: int) -> np.ndarray:
     """Decode one encoded image to uint8 (H, W, channels) with ``decoder``."""
-    gray = channels == 1
-    if decoder == "pillow":
-        with Image.open(io.BytesIO(data)) as im:
-            arr = np.asarray(im.convert("L" if gray else "RGB"))
-    elif decoder == "opencv":
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8),
-                           cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-        if arr is None:
-            raise RobustqError("OpenCV could not decode an image")
-        arr = arr if gray else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    elif decoder == "simplejpeg-fast":
-        import simplejpeg
-
-        if not simplejpeg.is_jpeg(data):
-            raise RobustqError("simplejpeg decodes JPEG only")
-        arr = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB",
-                                     fastdct=True, fastupsample=True)
-    else:
-        raise RobustqError(f"unknown decoder {decoder!r}; known: {', '.join(DECODERS)}")
+    arr = DECODER_REGISTRY.get(decoder)(data, channels == 1)
     return arr.reshape(arr.shape[0], arr.shape[1], channels)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from robustq.data.cifar import load_cifar10_binary, load_cifar10_python
@@ -10,8 +11,18 @@ from robustq.data.embedded import EMBEDDED, load_embedded
 from robustq.data.imagefolder import load_image_folder
 from robustq.data.mnist import is_mnist_dir, load_mnist
 from robustq.utils.errors import RobustqError
+from robustq.utils.registry import Registry
 
-FORMATS = ("embedded", "cifar10-python", "cifar10-binary", "mnist-idx", "imagefolder")
+# format -> loader(source as given, its path, split, cache directory)
+Loader = Callable[[str | Path, Path | None, str, str | Path | None], ImageDataset]
+DATA_FORMATS: Registry[Loader] = Registry("data format")
+DATA_FORMATS.register("embedded")(lambda source, path, split, cache: load_embedded(split, str(source)))
+DATA_FORMATS.register("cifar10-python")(lambda source, path, split, cache: load_cifar10_python(path, split))
+DATA_FORMATS.register("cifar10-binary")(lambda source, path, split, cache: load_cifar10_binary(path, split))
+DATA_FORMATS.register("mnist-idx")(lambda source, path, split, cache: load_mnist(path, split))
+DATA_FORMATS.register("imagefolder")(
+    lambda source, path, split, cache: load_image_folder(path, split, cache_dir=cache))
+FORMATS = tuple(DATA_FORMATS.names())
 
 
 def detect_format(source: str | Path) -> tuple[str, Path | None]:
@@ -52,12 +63,4 @@ def load_dataset(source: str | Path, split: str, cache_dir: str | Path | None = 
     (directory or .zip). Bad data raises :class:`RobustqError` naming the file.
     """
     fmt, path = detect_format(source)
-    if fmt == "embedded":
-        return load_embedded(split, str(source))
-    if fmt == "cifar10-python":
-        return load_cifar10_python(path, split)
-    if fmt == "cifar10-binary":
-        return load_cifar10_binary(path, split)
-    if fmt == "mnist-idx":
-        return load_mnist(path, split)
-    return load_image_folder(path, split, cache_dir=cache_dir)
+    return DATA_FORMATS.get(fmt)(source, path, split, cache_dir)

@@ -4,11 +4,13 @@ reduced-precision (bfloat16) inference. Both return new modules; f is left untou
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from robustq.utils.errors import RobustqError
+from robustq.utils.registry import Registry
 
 
 def magnitude_prune(model: nn.Module, fraction: float) -> nn.Module:
@@ -40,13 +42,29 @@ class LowPrecision(nn.Module):
         return self.inner(x.to(self.dtype)).float()
 
 
+APPROXIMATIONS: Registry[Callable[[nn.Module, str | None], nn.Module]] = Registry("approximation")
+
+
+@APPROXIMATIONS.register("bf16")
+def _bf16(model: nn.Module, arg: str | None) -> nn.Module:
+    if arg is not None:
+        raise RobustqError(f"bf16 takes no argument, got 'bf16:{arg}'")
+    return LowPrecision(model)
+
+
+@APPROXIMATIONS.register("prune")
+def _prune(model: nn.Module, arg: str | None) -> nn.Module:
+    try:
+        fraction = float(arg) if arg is not None else None
+    except ValueError:
+        fraction = None
+    if fraction is None:
+        raise RobustqError(f"prune needs a fraction, e.g. prune:0.3, got {arg!r}")
+    return magnitude_prune(model, fraction)
+
+
 def approximate(model: nn.Module, spec: str) -> nn.Module:
-    """Build f_p from a spec: ``bf16`` or ``prune:FRACTION`` (e.g. ``prune:0.3``)."""
-    if spec == "bf16":
-        return LowPrecision(model)
-    if spec.startswith("prune:"):
-        try:
-            return magnitude_prune(model, float(spec.split(":", 1)[1]))
-        except ValueError:
-            pass
-    raise RobustqError(f"unknown approximation {spec!r}; use 'bf16' or 'prune:FRACTION'")
+    """Build f_p from a spec ``NAME[:ARG]``: ``bf16`` or ``prune:FRACTION`` (e.g. ``prune:0.3``);
+    the names are ``APPROXIMATIONS.names()``."""
+    name, _, arg = spec.partition(":")
+    return APPROXIMATIONS.get(name)(model, arg if _ else None)
