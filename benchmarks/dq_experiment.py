@@ -29,7 +29,7 @@ from robustq.models import ModelCard
 from robustq.models.base import set_activation_bound
 from robustq.quant import uniform_policy
 from robustq.quant.checkpoint import load_model
-from robustq.quant.defensive import error_amplification
+from robustq.quant.defensive import DQ_FILE, error_amplification
 from robustq.quant.finetune import finetune_config, quantize_and_finetune
 from robustq.quant.policy import FP
 from robustq.report.plots import amplification, dq_styles
@@ -119,7 +119,7 @@ def main() -> None:
     # the checkpoint was trained with noise and the cells are fine-tuned without
     rows.append(evaluated("fp32_finetuned", trained("fp32_finetuned", False, FP, FP),
                           {"model": "FP32 fine-tuned", "a_bits": 32}))
-    atomic_write_json(out / "dq.json", {"rows": rows, "provenance": provenance(0, vars(args))})
+    atomic_write_json(out / DQ_FILE, {"rows": rows, "provenance": provenance(0, vars(args))})
     if args.plot:
         uri = amplification({f"{r['model']} a{r['a_bits']}": r["amplification"] for r in rows},
                             dq_styles(rows))

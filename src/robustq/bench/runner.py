@@ -44,6 +44,8 @@ from robustq.utils.validate import check_int
 FAMILIES = ("adversarial", "natural", "systematic")
 METHODS = ("dorefa", "pact", "lsq", "minmax")
 CONFIG_FILE = "bench.json"
+UNITS_FILE = "units.jsonl"
+RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)
@@ -371,7 +373,7 @@ class BenchRun:
         line = {"model": u.model, "family": u.family, "unit": u.name, "images": int(len(correct)),
                 "accuracy": float(correct.mean()) if len(correct) else float("nan"),
                 "seconds": round(seconds, 3), "time": time.time()}
-        with open(self.out / "units.jsonl", "a") as f:
+        with open(self.out / UNITS_FILE, "a") as f:
             f.write(json.dumps(line) + "\n")
 
 

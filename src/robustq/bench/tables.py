@@ -16,7 +16,7 @@ import numpy as np
 
 from robustq.bench import metrics
 from robustq.bench.findings import check_findings
-from robustq.bench.runner import CONFIG_FILE, BenchConfig, unit_name
+from robustq.bench.runner import CONFIG_FILE, RESULTS_FILE, UNITS_FILE, BenchConfig, unit_name
 from robustq.bench.systematic import VARIANTS
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_csv, atomic_write_json
@@ -83,7 +83,7 @@ def throughput(out: Path) -> dict[str, float]:
     summed seconds of all units (``total_seconds``)."""
     rates: dict[str, list[float]] = {}
     total = 0.0
-    path = out / "units.jsonl"
+    path = out / UNITS_FILE
     for line in path.read_text().splitlines() if path.is_file() else []:
         u = json.loads(line)
         fam = "autoattack" if u["unit"].startswith("autoattack") else u["family"]
@@ -136,6 +136,6 @@ def summarize_run(out: str | Path) -> dict[str, Any]:
     out = Path(out)
     result = collect_results(out)
     records = result["models"]
-    atomic_write_json(out / "results.json", result)
+    atomic_write_json(out / RESULTS_FILE, result)
     atomic_write_csv(out / "results.csv", CSV_COLUMNS, records)
     return result

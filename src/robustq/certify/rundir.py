@@ -26,11 +26,11 @@ from robustq.certify.metrics import accuracy_curve, summarize
 from robustq.data.embedded import EMBEDDED
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
-from robustq.utils.records import claim, read_record
+from robustq.utils.records import RUN_FILE, claim, read_record
 
 TSV = "certify.tsv"
 CACHE = "irs_cache.bin"
-RUN = "run.json"
+RUN = RUN_FILE
 SUMMARY = "summary.json"
 COLUMNS = ["idx", "label", "predict", "radius", "correct", "time", "samples", "p_lower", "count",
            "seed"]

@@ -9,6 +9,8 @@ from torch import nn
 from robustq.quant.layers import quantizable_layers
 from robustq.utils.modes import eval_mode, forward_hooks
 
+DQ_FILE = "dq.json"        # benchmarks/dq_experiment.py: DQ against vanilla quantization
+
 
 def orthogonality_matrix(weight: torch.Tensor) -> torch.Tensor:
     """W reshaped to (C_out, C_in k k); returns W W^T if C_out < C_in k k, else W^T W."""

@@ -20,6 +20,8 @@ from robustq.report.headline import HEADLINE_HEADER, headline_rows, what_we_foun
 from robustq.report.page import bullets, details, figure, fmt, page, para, row, table
 from robustq.report.runs import amplification_section, models_section
 from robustq.report.samples import bench_samples
+from robustq.search.compare import COMPARE_FILE
+from robustq.search.search import FINAL_FILE
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 
@@ -98,7 +100,7 @@ class _Report:
                 self._add_cert(f"{r.name} best", f"full n={f.get('n')}", f,
                                {"bitops_percent": f.get("bitops_percent"),
                                 "size_kib": f.get("size_kib")}, f.get("clean_accuracy"),
-                               r.path / "final.json", r.data.get("final_curve"))
+                               r.path / FINAL_FILE, r.data.get("final_curve"))
         for r in self.of("compare"):
             for line in r.data["rows"]:
                 f = {**line, "certified_accuracy": {k[3:]: v for k, v in line.items()
@@ -106,7 +108,7 @@ class _Report:
                 self._add_cert(f"{r.name}/{line['name']}", f"full n={line.get('n')}", f,
                                {"bitops_percent": line.get("bitops_percent"),
                                 "size_kib": line.get("size_kib")}, line.get("clean_accuracy"),
-                               r.path / "compare.json", r.data["curves"].get(line["name"]))
+                               r.path / COMPARE_FILE, r.data["curves"].get(line["name"]))
         if not self.cert_rows:
             return ""
         out = table(CERT_HEADER, self.cert_rows, "Smoothed classifiers (sigma as each run "

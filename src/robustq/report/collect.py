@@ -26,10 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustq.bench.amplification import AMPLIFICATION_FILE
 from robustq.bench.runner import CONFIG_FILE as BENCH_CONFIG
+from robustq.bench.runner import RESULTS_FILE, UNITS_FILE
 from robustq.bench.tables import collect_results
-from robustq.certify.run import RUN, SUMMARY, read_rows, summarize_rows
+from robustq.certify.run import read_rows, summarize_rows
+from robustq.certify.rundir import RUN, SUMMARY, TSV
 from robustq.models.checkpoint import read_metadata
+from robustq.models.train import FINAL_FILE as CHECKPOINT
+from robustq.quant.defensive import DQ_FILE
+from robustq.report.demo import DEMO_FILE
+from robustq.search.compare import COMPARE_FILE
+from robustq.search.search import BEST_POLICY, EPISODES, FINAL_FILE
+from robustq.search.search import CONFIG_FILE as SEARCH_FILE
 from robustq.utils.errors import RobustqError
 
 RADII = (0.25, 0.5, 0.75, 1.0)
@@ -77,7 +86,7 @@ def load_certify(path: Path, name: str) -> RunRecord:
         rec.sources.append(path / SUMMARY)
     else:
         rows = read_rows(path)
-        rec.sources.append(path / "certify.tsv")
+        rec.sources.append(path / TSV)
         if rows:
             radii = tuple(meta.get("config", {}).get("radii", RADII))
             rec.data["summary"] = summarize_rows(rows, radii)
@@ -87,23 +96,23 @@ def load_certify(path: Path, name: str) -> RunRecord:
 
 
 def load_search(path: Path, name: str) -> RunRecord:
-    meta = _json(path / "search.json")
+    meta = _json(path / SEARCH_FILE)
     rec = RunRecord("search", name, path, {"config": meta["config"]},
-                    sources=[path / "search.json"], provenance=meta.get("provenance"))
-    rec.data["episodes"] = _jsonl(path / "episodes.jsonl")
-    rec.sources.append(path / "episodes.jsonl")
+                    sources=[path / SEARCH_FILE], provenance=meta.get("provenance"))
+    rec.data["episodes"] = _jsonl(path / EPISODES)
+    rec.sources.append(path / EPISODES)
     planned = 1 if meta["config"].get("strategy") == "uniform" else meta["config"]["episodes"]
     if len(rec.data["episodes"]) < planned:
         rec.missing.append(f"{name}: {len(rec.data['episodes'])} of {planned} episodes done")
-    if (path / "best_policy.json").is_file():
-        rec.data["policy"] = _json(path / "best_policy.json")
-        rec.data["policy_source"] = path / "best_policy.json"
+    if (path / BEST_POLICY).is_file():
+        rec.data["policy"] = _json(path / BEST_POLICY)
+        rec.data["policy_source"] = path / BEST_POLICY
     elif rec.data["episodes"]:
         rec.data["policy"] = max(rec.data["episodes"], key=lambda e: e["reward"])["policy"]
-        rec.data["policy_source"] = path / "episodes.jsonl"
-    if (path / "final.json").is_file():
-        rec.data["final"] = _json(path / "final.json")
-        rec.sources.append(path / "final.json")
+        rec.data["policy_source"] = path / EPISODES
+    if (path / FINAL_FILE).is_file():
+        rec.data["final"] = _json(path / FINAL_FILE)
+        rec.sources.append(path / FINAL_FILE)
         if (path / "final" / SUMMARY).is_file():
             rec.data["final_curve"] = _json(path / "final" / SUMMARY).get("curve")
             rec.sources.append(path / "final" / SUMMARY)
@@ -113,10 +122,10 @@ def load_search(path: Path, name: str) -> RunRecord:
 
 
 def load_compare(path: Path, name: str) -> RunRecord:
-    meta = _json(path / "compare.json")
+    meta = _json(path / COMPARE_FILE)
     rec = RunRecord("compare", name, path, {"rows": meta["rows"], "curves": {},
                                             "paired": meta.get("paired", [])},
-                    sources=[path / "compare.json"], provenance=meta.get("provenance"))
+                    sources=[path / COMPARE_FILE], provenance=meta.get("provenance"))
     done = {row["name"] for row in meta["rows"]}
     for name_left in [c for c in meta.get("candidates", []) if c not in done]:
         rec.missing.append(f"{name}: {name_left} not evaluated yet")
@@ -130,7 +139,7 @@ def load_compare(path: Path, name: str) -> RunRecord:
 
 def load_bench(path: Path, name: str) -> RunRecord:
     meta = _json(path / BENCH_CONFIG)
-    results_path, units = path / "results.json", path / "units.jsonl"
+    results_path, units = path / RESULTS_FILE, path / UNITS_FILE
     fresh = results_path.is_file() and (not units.is_file() or
                                         results_path.stat().st_mtime >= units.stat().st_mtime)
     results = _json(results_path) if fresh else collect_results(path)
@@ -145,14 +154,14 @@ def load_bench(path: Path, name: str) -> RunRecord:
 
 
 def load_dq(path: Path, name: str) -> RunRecord:
-    meta = _json(path / "dq.json")
-    return RunRecord("dq", name, path, {"rows": meta["rows"]}, sources=[path / "dq.json"],
+    meta = _json(path / DQ_FILE)
+    return RunRecord("dq", name, path, {"rows": meta["rows"]}, sources=[path / DQ_FILE],
                      provenance=meta.get("provenance"))
 
 
 def load_demo(path: Path, name: str) -> RunRecord:
-    meta = _json(path / "demo.json")
-    rec = RunRecord("demo", name, path, meta, sources=[path / "demo.json"],
+    meta = _json(path / DEMO_FILE)
+    rec = RunRecord("demo", name, path, meta, sources=[path / DEMO_FILE],
                     provenance=meta.get("provenance"))
     if not meta.get("finished"):
         rec.missing.append(f"{name}: the demo has not finished (last step: "
@@ -162,14 +171,14 @@ def load_demo(path: Path, name: str) -> RunRecord:
 
 def load_model_run(path: Path, name: str) -> RunRecord:
     """A train / quantize output: the checkpoint's metadata (safetensors header only)."""
-    ckpt = path / "model.safetensors"
+    ckpt = path / CHECKPOINT
     meta = read_metadata(ckpt)
     return RunRecord("model", name, path, meta, sources=[ckpt], provenance=meta.get("provenance"))
 
 
 def load_amplification(path: Path, name: str) -> RunRecord:
     """``robustq amplification``'s JSON (``path``: its directory or the file itself)."""
-    file = path if path.is_file() else path / "amplification.json"
+    file = path if path.is_file() else path / AMPLIFICATION_FILE
     meta = _json(file)
     if not isinstance(meta.get("models"), dict):
         raise RobustqError(f"{file}: not a robustq amplification result (no 'models')")
@@ -182,7 +191,7 @@ def load_run(path: Path, name: str) -> RunRecord:
     or a model-making run (``train``, ``quantize``: its checkpoint, once there)."""
     kind = _json(path / RUN).get("kind", "certify")
     if kind in ("train", "quantize"):
-        if not (path / "model.safetensors").is_file():
+        if not (path / CHECKPOINT).is_file():
             rec = RunRecord("model", name, path, {}, sources=[path / RUN])
             rec.missing.append(f"{name}: the {kind} run has not finished (no model.safetensors)")
             return rec
@@ -191,9 +200,9 @@ def load_run(path: Path, name: str) -> RunRecord:
 
 
 # marker file -> loader; a directory with a marker is one run (its subdirectories belong to it)
-_MARKERS = (("search.json", load_search), ("compare.json", load_compare),
-            (BENCH_CONFIG, load_bench), ("dq.json", load_dq), (RUN, load_run),
-            ("amplification.json", load_amplification), ("model.safetensors", load_model_run))
+_MARKERS = ((SEARCH_FILE, load_search), (COMPARE_FILE, load_compare),
+            (BENCH_CONFIG, load_bench), (DQ_FILE, load_dq), (RUN, load_run),
+            (AMPLIFICATION_FILE, load_amplification), (CHECKPOINT, load_model_run))
 
 
 def discover(paths: list[str | Path]) -> list[RunRecord]:
@@ -211,7 +220,7 @@ def discover(paths: list[str | Path]) -> list[RunRecord]:
             dirs.sort()
             here = Path(root)
             name = str(here.relative_to(p.parent)) if here != p else p.name
-            if "demo.json" in files:
+            if DEMO_FILE in files:
                 records.append(load_demo(here, name))
                 found += 1
             for marker, loader in _MARKERS:

@@ -83,6 +83,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: Progress | None =
     return record
 
 
+COMPARE_FILE = "compare.json"
 COLUMNS = ["name", "bitops_percent", "size_kib", "clean_accuracy", "smoothed_accuracy", "acr",
            "ca_0.0", "ca_0.25", "ca_0.5", "ca_0.75", "ca_1.0", "images", "n", "search_wall_s",
            "search_episodes"]
@@ -192,6 +193,6 @@ def write_compare(out: Path, rows: list[dict], names: list[str], seed: int,
     paired = pairwise_differences([(r["name"], r["certification_dir"]) for r in rows])
     record = {"rows": rows, "candidates": names, "complete": len(rows) == len(names),
               "paired": paired, "provenance": provenance(seed, cfg.to_json())}
-    atomic_write_json(out / "compare.json", record)
+    atomic_write_json(out / COMPARE_FILE, record)
     atomic_write_csv(out / "compare.csv", COLUMNS, rows)
     return record

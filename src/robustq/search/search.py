@@ -60,6 +60,9 @@ from robustq.utils.validate import check_int, check_sigma
 STRATEGIES = ("arq", "haq", "random", "uniform")
 STATE_FILE = "search_state.safetensors"
 EPISODES = "episodes.jsonl"
+CONFIG_FILE = "search.json"
+BEST_POLICY = "best_policy.json"
+FINAL_FILE = "final.json"
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class Search:
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
         # everything is validated: only now is the output directory touched
         check_writable(self.out)
-        claim(self.out / "search.json", {"config": cfg.to_json(),
+        claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
               what="search",   # a search recorded before rounds existed ran rounds of one
               identity={"config": lambda c: {"parallel_episodes": 1, **c}})
@@ -238,7 +241,7 @@ class Search:
                     self._save(ep + 1, best, line, pending)
                     ep += 1
                     ph.update(ep, label=f"episode {ep}/{episodes} done", best=best["reward"])
-        Policy.from_json(best["policy"]).save(self.out / "best_policy.json")
+        Policy.from_json(best["policy"]).save(self.out / BEST_POLICY)
         return best
 
     def _proposal(self, ep: int) -> dict[str, Any]:
@@ -312,7 +315,7 @@ class Search:
         the test split with full certification (``test_images`` images, ``test_n`` samples)."""
         best = read_state(self.out)["best"]
         policy = Policy.from_json(best["policy"])
-        policy.save(self.out / "best_policy.json")
+        policy.save(self.out / BEST_POLICY)
         progress = silent(progress)
         with progress.phase(f"final model: fine-tuning on {len(self.ft_ds)} images"):
             q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
@@ -325,7 +328,7 @@ class Search:
                 self.out / "final", self.shape, test_skip, executor=executor,
                 progress=lambda done, total, r: ph.update(done, total=total, acr=r["acr"]))
         final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
-        atomic_write_json(self.out / "final.json", final)
+        atomic_write_json(self.out / FINAL_FILE, final)
         return final
 
 
@@ -425,9 +428,9 @@ def search_origin(policy_path: Path) -> dict[str, Any] | None:
     time in seconds (the FP model's certification for the IRS cache plus every episode).
     Otherwise None."""
     d = Path(policy_path).parent
-    if Path(policy_path).name != "best_policy.json" or not (d / "search.json").is_file():
+    if Path(policy_path).name != BEST_POLICY or not (d / CONFIG_FILE).is_file():
         return None
-    cfg = read_record(d / "search.json")["config"]
+    cfg = read_record(d / CONFIG_FILE)["config"]
     lines = read_episodes(d)
     cache = d / "fp_cache" / "summary.json"
     cache_s = json.loads(cache.read_text())["wall_time_s"] if cache.is_file() else 0.0
