@@ -16,7 +16,7 @@ from robustq.quant.policy import uniform_policy
 uniform_policy(get_model('resnet20'), 4, 4, None, first_input_fp=False).save(sys.argv[1])" "$policy"
 resume=""; [ -f "$out/train_state.safetensors" ] && resume="--resume"
 [ -f "$out/model.safetensors" ] || robustq quantize zoo/resnet20_cifar10_sigma0.25_v2.safetensors \
-  --data "$DATA" --policy "$policy" --method lsq --epochs 3 --lr 0.01 \
-  --distill 0.5 --distill-temperature 2 --seed 0 --threads "$THREADS" --out "$out" $resume
+  --data "$DATA" --policy "$policy" --method lsq --recipe deploy --seed 0 --threads "$THREADS" \
+  --out "$out" $resume     # deploy: --epochs 3 --lr 0.01 --distill 0.5 --distill-temperature 2
 robustq certify "$out/model.safetensors" --data "$DATA" --n 10000 --skip 20 --max 500 --cache \
   --threads "$THREADS" --out "$OUT_ROOT/cert_lsq44_v2_kd"
