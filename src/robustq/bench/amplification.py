@@ -17,13 +17,10 @@ from robustq.quant.defensive import error_amplification
 from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json
+from robustq.utils.progress import say_nothing
 from robustq.utils.provenance import provenance
 
 AMPLIFICATION_FILE = "amplification.json"
-
-
-def _quiet(line: str) -> None:
-    """The default ``say``: the library itself never prints."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class AmplificationJob(JsonConfig):
 
 
 def run_amplification(job: AmplificationJob, out: str | Path | None = None,
-                      say: Callable[[str], None] = _quiet) -> dict[str, Any]:
+                      say: Callable[[str], None] = say_nothing) -> dict[str, Any]:
     """The measurement (kind, attack, images, per model its quantization and per-layer
     amplification, provenance), written atomically to ``out`` if given; ``say`` gets one line
     per model."""

@@ -26,11 +26,7 @@ from robustq.utils.config import JsonConfig
 from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.parallel import Executor
-from robustq.utils.progress import Progress, silent
-
-
-def _quiet(line: str) -> None:
-    """The default ``say``: the library itself never prints."""
+from robustq.utils.progress import Progress, say_nothing, silent
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def _prepared(job: CertifyJob, out: Path) -> tuple[nn.Module, ImageDataset, Cert
 
 
 def run_certify(job: CertifyJob, out: str | Path, progress: Progress | None = None,
-                executor: Executor | None = None, say: Callable[[str], None] = _quiet
+                executor: Executor | None = None, say: Callable[[str], None] = say_nothing
                 ) -> dict[str, Any]:
     """Certify as ``job`` says into ``out`` (run.json, certify.tsv, summary.json; resumes from
     the rows there); returns the summary (smoothed accuracy, ACR, certified accuracy at the

@@ -30,13 +30,10 @@ from robustq.utils.config import JsonConfig
 from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import file_sha256
+from robustq.utils.progress import say_nothing
 from robustq.utils.records import finish_run, start_run
 from robustq.utils.seeding import seed_everything
 from robustq.utils.validate import check_sigma
-
-
-def _quiet(line: str) -> None:
-    """The default ``say``: the library itself never prints."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,7 @@ def _refuse_unasked_resume(out: Path, resume: bool) -> None:
 
 
 def run_train(job: TrainJob, out: str | Path, resume: bool = False,
-              reporter: TrainReporter | None = None, say: Callable[[str], None] = _quiet) -> Trained:
+              reporter: TrainReporter | None = None, say: Callable[[str], None] = say_nothing) -> Trained:
     """Train as ``job`` says into ``out`` (per-epoch state, log.jsonl, model.safetensors,
     run.json), resuming a killed run of the same job with ``resume``; ``say`` gets one line
     on what is trained, once everything is checked."""
@@ -261,7 +258,7 @@ def plan_quantize(job: QuantizeJob) -> tuple[torch.nn.Module, ModelCard, dict, P
 
 
 def run_quantize(job: QuantizeJob, out: str | Path, resume: bool = False,
-                 reporter: TrainReporter | None = None, say: Callable[[str], None] = _quiet
+                 reporter: TrainReporter | None = None, say: Callable[[str], None] = say_nothing
                  ) -> Trained:
     """Quantize and fine-tune as ``job`` says into ``out`` (model.safetensors with the policy
     and recipe recorded, per-epoch state, run.json), resuming a killed run with ``resume``;

@@ -100,3 +100,7 @@ def use(progress: Progress) -> None:
 def silent(progress: Progress | None = None) -> Progress:
     """``progress``, or the default (silent unless ``use`` set one)."""
     return progress if progress is not None else _default[0]
+
+
+def say_nothing(line: str) -> None:
+    """The default ``say`` of the workflows (a line for the user): the library never prints."""
