@@ -16,6 +16,7 @@ from robustq.report.demo import DemoConfig
 from robustq.search.compare import CompareConfig
 from robustq.search.ddpg import DDPGConfig
 from robustq.search.search import SearchConfig
+from robustq.search.shared import SharedJob
 from robustq.utils.errors import RobustqError
 
 CONFIGS = [
@@ -28,7 +29,9 @@ CONFIGS = [
     DemoConfig(data="embedded", episodes=3, warmup=1, corruptions=("fog",), bench_bits=(2, 8)),
     TrainConfig(arch="resnet20", epochs=3, sigma=0.12, max_images=100, distill=0.5),
     SearchConfig(checkpoint="m.safetensors", data="embedded", strategy="haq", budget=2.5,
-                 episodes=9, warmup=3),
+                 episodes=9, warmup=3, shared="s.safetensors", bn_images=256),
+    SharedJob(checkpoint="m.safetensors", budgets=(1.0, 2.0), b_max=6, uniform_share=0.5,
+              epochs=2, train_images=300, sigma=0.5),
     CompareConfig(checkpoint="m.safetensors", candidates=("a.json", "b.safetensors"),
                   data="embedded", finetune_images=100, test_images=20, test_n=500,
                   fp_run="runs/fp"),

@@ -12,6 +12,7 @@ from robustq.quant.quantizers import (
     MinMaxActivation,
     MinMaxWeight,
     PACTActivation,
+    SharedLSQ,
     get_quantizers,
     list_methods,
 )
@@ -22,14 +23,16 @@ def make(kind: str, bits: int, calib: torch.Tensor):
     q = {"minmax_w": lambda: MinMaxWeight(bits), "minmax_w_pc": lambda: MinMaxWeight(bits, True),
          "minmax_a": lambda: MinMaxActivation(bits), "dorefa_w": lambda: DoReFaWeight(bits),
          "dorefa_a": lambda: DoReFaActivation(bits), "pact": lambda: PACTActivation(bits),
-         "lsq_w": lambda: LSQQuantizer(bits, signed=True), "lsq_a": lambda: LSQQuantizer(bits)}[kind]()
+         "lsq_w": lambda: LSQQuantizer(bits, signed=True), "lsq_a": lambda: LSQQuantizer(bits),
+         "shared_w": lambda: SharedLSQ(bits, signed=True), "shared_a": lambda: SharedLSQ(bits)}[kind]()
     q.calibrating = True
     q(calib)
     q.calibrating = False
     return q
 
 
-KINDS = ["minmax_w", "minmax_w_pc", "minmax_a", "dorefa_w", "dorefa_a", "pact", "lsq_w", "lsq_a"]
+KINDS = ["minmax_w", "minmax_w_pc", "minmax_a", "dorefa_w", "dorefa_a", "pact", "lsq_w", "lsq_a",
+         "shared_w", "shared_a"]
 tensors = st.integers(0, 2**31 - 1).map(
     lambda s: torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(s)) * 2)
 
@@ -131,6 +134,52 @@ def test_fp_bits_is_identity_and_registry():
     for m in list_methods():
         wq, aq = get_quantizers(m)
         assert torch.equal(wq(x), x) and torch.equal(aq(x), x)
-    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq"}
+    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq", "lsq_shared"}
     with pytest.raises(RobustqError, match="unknown quantization method 'xnor'; choose one of"):
         get_quantizers("xnor")
+
+
+@settings(max_examples=20, deadline=None)
+@given(x=tensors, bits=st.integers(2, 8), signed=st.booleans())
+def test_shared_lsq_at_one_width_is_lsq(x, bits, signed):
+    """Calibrated on the same batch, SharedLSQ and LSQ agree at every width, values and step
+    gradients alike."""
+    v = x if signed else x.abs()
+    plain, shared = LSQQuantizer(bits, signed=signed), SharedLSQ(bits, signed=signed)
+    for q in (plain, shared):
+        q.calibrating = True
+        q(v)
+        q.calibrating = False
+    vp, vs = v.clone().requires_grad_(), v.clone().requires_grad_()
+    out_p, out_s = plain(vp), shared(vs)
+    assert torch.equal(out_p, out_s)
+    (out_p * v).sum().backward()
+    (out_s * v).sum().backward()
+    assert shared.steps.grad[bits].item() == pytest.approx(plain.step.grad.item(), rel=1e-5)
+    assert torch.count_nonzero(shared.steps.grad).item() <= 1      # only the width in use learns
+    assert torch.equal(vp.grad, vs.grad)
+
+
+def test_shared_lsq_keeps_each_widths_step_when_rebitted():
+    x = torch.randn(500)
+    q = SharedLSQ(4, signed=True)
+    q.calibrating = True
+    q(x)                                   # every width's step from this one batch
+    q.calibrating = False
+    assert bool(q.initialized[2:].all()) and not bool(q.initialized[:2].any())
+    for b in range(2, 9):
+        q_p = 2 ** (b - 1) - 1
+        assert q.steps[b].item() == pytest.approx(2 * x.abs().mean().item() / math.sqrt(q_p),
+                                                  rel=1e-5)
+    with torch.no_grad():
+        q.steps[4] = 0.123
+    q.bits = 6
+    q.bits_changed()
+    q.bits = 4
+    q.bits_changed()                       # plain LSQ would forget its step here
+    assert q.steps[4].item() == pytest.approx(0.123) and q.grid().scale == pytest.approx(0.123)
+    plain = LSQQuantizer(4, signed=True)
+    plain.calibrating = True
+    plain(x)
+    plain.bits_changed()
+    assert not bool(plain.initialized)

@@ -13,7 +13,7 @@ from robustq.cli.export_cmd import export_cmd
 from robustq.cli.main import ABOUT
 from robustq.cli.quant_cmd import cost_cmd, quantize_cmd
 from robustq.cli.report_cmd import report_cmd
-from robustq.cli.search_cmd import compare_cmd, search_cmd
+from robustq.cli.search_cmd import compare_cmd, search_cmd, shared_cmd
 from robustq.cli.train_cmd import evaluate_cmd, train_cmd
 from robustq.models import list_models
 
@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help=ABOUT)
 COMMANDS = {"train": train_cmd, "evaluate": evaluate_cmd, "demo": demo_cmd,
             "certify": certify_cmd, "quantize": quantize_cmd, "cost": cost_cmd,
-            "bench": bench_cmd, "search": search_cmd, "compare": compare_cmd,
+            "bench": bench_cmd, "search": search_cmd, "shared": shared_cmd, "compare": compare_cmd,
             "amplification": amplification_cmd, "report": report_cmd, "export": export_cmd}
 for _name, _command in COMMANDS.items():
     app.command(_name)(with_config(_command))

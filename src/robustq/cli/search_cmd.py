@@ -1,4 +1,5 @@
-"""``robustq search`` (ARQ / HAQ / random / uniform policy search) and ``robustq compare``."""
+"""``robustq search`` (ARQ / HAQ / random / uniform policy search), ``robustq shared`` (the
+weight-sharing model of cheap episodes) and ``robustq compare``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ from typing import Annotated
 
 import typer
 
-from robustq.cli.common import Machine, SeedOpt, console, friendly_errors, on_machine
-from robustq.cli.progress import console_progress
+from robustq.cli.common import (
+    RESUME,
+    DeviceOpt,
+    Machine,
+    SeedOpt,
+    ThreadsOpt,
+    console,
+    friendly_errors,
+    on_machine,
+    set_threads,
+)
+from robustq.cli.progress import RichTrainReporter, console_progress
 from robustq.cli.train_cmd import DataOpt
 from robustq.search.compare import CompareConfig, run_compare
 from robustq.search.search import STRATEGIES, Search, SearchConfig
+from robustq.search.shared import SharedJob, run_shared
 
 
 @friendly_errors
@@ -39,6 +51,11 @@ def search_cmd(
     test_n: Annotated[int, typer.Option(help="final samples per image")] = 10_000,
     parallel_episodes: Annotated[int, typer.Option(help="policies proposed per agent round, "
                                                    "scored side by side by the workers")] = 1,
+    shared: Annotated[Path | None, typer.Option(
+        help="a weight-sharing model of CHECKPOINT (`robustq shared`): episodes re-bit it "
+             "instead of fine-tuning")] = None,
+    bn_images: Annotated[int, typer.Option(help="with --shared: images the BatchNorm "
+                                           "statistics are re-estimated on")] = SearchConfig.bn_images,
     seed: SeedOpt = 0,
     machine: Machine = None,
 ) -> None:
@@ -48,7 +65,8 @@ def search_cmd(
                        episodes=episodes, warmup=warmup, method=method, sigma=sigma,
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
-                       seed=seed, parallel_episodes=parallel_episodes)
+                       seed=seed, parallel_episodes=parallel_episodes,
+                       shared=None if shared is None else str(shared), bn_images=bn_images)
     warn_if_all_random(cfg)
     search = Search(cfg, out, where)
     progress = console_progress()
@@ -108,3 +126,38 @@ def compare_cmd(
 
     run_compare(cfg, out, console_progress(), where, on_row=show, executor=executor)
     console.print(f"-> {out / 'compare.csv'}")
+
+
+@friendly_errors(on_interrupt=RESUME)
+def shared_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
+    out: Annotated[Path, typer.Option(help="output directory")],
+    data: DataOpt = SharedJob.data,
+    budget_low: Annotated[float, typer.Option(help="lowest BitOPs budget of the sampled "
+                                              "policies, % of FP32")] = SharedJob.budgets[0],
+    budget_high: Annotated[float, typer.Option(help="highest BitOPs budget, % of FP32")]
+    = SharedJob.budgets[1],
+    epochs: Annotated[int, typer.Option(help="training epochs")] = SharedJob.epochs,
+    lr: Annotated[float, typer.Option(help="peak learning rate (cosine)")] = SharedJob.lr,
+    train_images: Annotated[int | None, typer.Option(help="train on N evenly spaced training "
+                                                     "images (default: all)")] = None,
+    distill: Annotated[float, typer.Option(help="weight of distillation from the FP model")]
+    = SharedJob.distill,
+    sigma: Annotated[float | None, typer.Option(help="noise std (default: checkpoint's)")] = None,
+    seed: SeedOpt = SharedJob.seed,
+    resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = SharedJob.device,
+) -> None:
+    """Train one weight-sharing quantized model (a random policy each step) for cheap search
+    episodes (`robustq search --shared`)."""
+    set_threads(threads)
+    job = SharedJob(checkpoint=str(checkpoint), data=data, budgets=(budget_low, budget_high),
+                    epochs=epochs, lr=lr, train_images=train_images, distill=distill,
+                    sigma=sigma, seed=seed, device=device)
+    info = run_shared(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
+    acc = info["accuracy"]
+    console.print(f"at uniform {job.reference_bits}/{job.reference_bits} (no BatchNorm "
+                  f"re-estimation): test accuracy {acc['clean_accuracy']:.4f}"
+                  + (f", noisy {acc['noisy_accuracy']:.4f}" if info["sigma"] else "")
+                  + f" -> {out}")

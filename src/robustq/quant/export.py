@@ -49,7 +49,7 @@ def weight_scale(q: QuantLayer) -> torch.Tensor:
     wq, w = q.weight_quantizer, q.weight.detach()
     out = w.shape[0]
     if isinstance(wq, LSQQuantizer):
-        s = wq.step.detach().abs().expand(out)
+        s = wq.current_step().detach().abs().expand(out)
     elif isinstance(wq, MinMaxWeight):
         m = w.abs().flatten(1).amax(1) if wq.per_channel else w.abs().max().expand(out)
         s = m.clamp(min=1e-12) / (2 ** (wq.bits - 1) - 1)

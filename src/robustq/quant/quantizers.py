@@ -6,7 +6,8 @@ at most 2^bits levels (32 bits = identity), differentiable through a straight-th
 calibration batch whether their input is signed (e.g. a linear bottleneck) or not (after ReLU).
 
 Methods (spec 02-quantization.md): ``minmax`` (calibrated ranges), ``dorefa`` (Zhou et al. 2016),
-``pact`` (Choi et al. 2018, learnable clip alpha), ``lsq`` (Esser et al. 2020, learnable step).
+``pact`` (Choi et al. 2018, learnable clip alpha), ``lsq`` (Esser et al. 2020, learnable step);
+``lsq_shared``: LSQ with a step per bit-width, for weight-sharing models (``quant.shared``).
 """
 
 from __future__ import annotations
@@ -279,25 +280,78 @@ class LSQQuantizer(Quantizer):
 
     def init_step(self, x: torch.Tensor) -> None:
         _, q_p = self.q_range()
-        with torch.no_grad():
-            self.step.copy_((2 * x.detach().abs().mean() / math.sqrt(q_p)).clamp(min=1e-8))
+        self.set_step((2 * x.detach().abs().mean() / math.sqrt(q_p)).clamp(min=1e-8))
+
+    # the step of the current bit-width: one learned step here, one per width in SharedLSQ
+    def current_step(self) -> torch.Tensor:
+        return self.step
+
+    def step_ready(self) -> bool:
+        return bool(self.initialized)
+
+    @torch.no_grad()
+    def set_step(self, value: torch.Tensor) -> None:
+        self.step.copy_(value)
         self.initialized.fill_(True)
 
     def quantize(self, v: torch.Tensor) -> torch.Tensor:
-        if not bool(self.initialized):
+        if not self.step_ready():
             self.observe(v.detach())
         q_n, q_p = self.q_range()
-        s = self.step
+        s = self.current_step()
         if s.requires_grad and torch.is_grad_enabled():
             s = grad_scale(s, 1.0 / math.sqrt(v.numel() * q_p))
         return round_ste(torch.clamp(v / s, -q_n, q_p)) * s
 
     def grid(self) -> Grid:
         # round(clamp(v / s)) == clamp(round(v / s)) for integer bounds
-        if not bool(self.initialized):
+        if not self.step_ready():
             raise RobustqError("LSQ quantizer used before its step was initialized")
         q_n, q_p = self.q_range()
-        return Grid(float(self.step.detach()), -q_n, q_p)
+        return Grid(float(self.current_step().detach()), -q_n, q_p)
+
+
+MAX_BITS = 8
+
+
+class SharedLSQ(LSQQuantizer):
+    """LSQ with one learned step per bit-width 2..8 over the same weights: a model re-bits in
+    place and keeps every width's step (a weight-sharing model trained with random per-layer
+    widths, ``quant.shared``). At one fixed width it computes exactly what ``LSQQuantizer``
+    computes; calibration initializes every width's step from the same batch."""
+
+    def __init__(self, bits: int = FP_BITS, signed: bool | None = None) -> None:
+        super().__init__(bits, signed)
+        del self.step
+        self.steps = nn.Parameter(torch.ones(MAX_BITS + 1))
+        self.initialized = torch.zeros(MAX_BITS + 1, dtype=torch.bool)   # the buffer, per width
+
+    def bits_changed(self) -> None:
+        """Nothing to redo: each width has its own step."""
+
+    def current_step(self) -> torch.Tensor:
+        return self.steps[self.bits]
+
+    def step_ready(self) -> bool:
+        return bool(self.initialized[self.bits])
+
+    @torch.no_grad()
+    def set_step(self, value: torch.Tensor) -> None:
+        self.steps[self.bits] = value
+        self.initialized[self.bits] = True
+
+    def observe(self, x: torch.Tensor) -> None:
+        if not self.fixed_sign:
+            self.signed |= bool((x < 0).any())
+        if self.calibrating:                    # every width from the calibration batch
+            bits = self.bits
+            try:
+                for self.bits in range(2, MAX_BITS + 1):
+                    self.init_step(x)
+            finally:
+                self.bits = bits
+        elif self.bits < FP_BITS:
+            self.init_step(x)
 
 
 # ------------------------------------------------------------------------------ registry
@@ -307,6 +361,7 @@ _METHODS: dict[str, tuple[Callable[[], Quantizer], Callable[[], Quantizer]]] = {
     "dorefa": (DoReFaWeight, DoReFaActivation),
     "pact": (DoReFaWeight, PACTActivation),
     "lsq": (lambda: LSQQuantizer(signed=True), LSQQuantizer),
+    "lsq_shared": (lambda: SharedLSQ(signed=True), SharedLSQ),
 }
 
 

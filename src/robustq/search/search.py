@@ -42,11 +42,13 @@ from robustq.models.compile import fast_inference
 from robustq.models.evaluate import evaluate
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.cost import model_cost
+from robustq.quant.finetune import calibration_batches
 from robustq.quant.inference import freeze_quantized
 from robustq.quant.policy import Policy
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
 from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
+from robustq.search.shared import load_shared, rebit
 from robustq.utils.config import from_dict
 from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
@@ -70,7 +72,10 @@ class SearchConfig:
     """A search. sigma in [0, 1] pixel units (default: the checkpoint's); budget in % of FP32
     BitOPs (uniform 4/4 = 1.5625); sizes are images; n, n_p are noise samples per image;
     ``parallel_episodes`` policies are proposed per round (by the same agent) and can be
-    scored side by side (1: HAQ's one-at-a-time loop)."""
+    scored side by side (1: HAQ's one-at-a-time loop). With ``shared`` (a weight-sharing model
+    of this checkpoint, ``search.shared.run_shared``) an episode re-bits that model and
+    re-estimates its BatchNorm statistics on ``bn_images`` noisy fine-tuning images instead of
+    quantizing and fine-tuning from FP."""
 
     checkpoint: str
     data: str
@@ -94,6 +99,8 @@ class SearchConfig:
     batch_size: int = 400
     seed: int = 0
     parallel_episodes: int = 1
+    shared: str | None = None
+    bn_images: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,7 +117,7 @@ class SearchConfig:
         if self.sigma is not None:
             check_sigma(self.sigma)
         for name in ("finetune_images", "holdout_images", "n0", "batch_size", "uniform_bits",
-                     "parallel_episodes"):
+                     "parallel_episodes", "bn_images"):
             check_int(getattr(self, name), name, 1)
         check_alpha(self.alpha)
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
@@ -154,6 +161,9 @@ class Search:
                                "classes")
         self.ft_ds, self.holdout = split_train(train, cfg.finetune_images, cfg.holdout_images,
                                                cfg.seed)
+        self.shared = None if cfg.shared is None else load_shared(cfg.shared, self.fp).to(self.device)
+        self.bn_batches = ([] if cfg.shared is None else calibration_batches(
+            self.ft_ds, images=cfg.bn_images, sigma=self.sigma, seed=cfg.seed))
         self.states = self.table.states()
         self.agent = DDPGAgent(self.states.shape[1], 128 * 2 * len(self.table),
                                DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
@@ -163,7 +173,8 @@ class Search:
         claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
               what="search",   # a search recorded before rounds existed ran rounds of one
-              identity={"config": lambda c: {"parallel_episodes": 1, **c}})
+              identity={"config": lambda c: {"parallel_episodes": 1, "shared": None,
+                                             "bn_images": 1024, **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
@@ -366,14 +377,19 @@ def read_episodes(search_dir: Path) -> list[dict[str, Any]]:
 def _episode_reward(work: tuple[Search, RewardContext], unit: tuple[int, dict]
                     ) -> tuple[float, dict, float, float]:
     """One unit (on any executor): episode ``ep``'s policy quantized, fine-tuned (seed + ep)
-    and scored; (reward, the reward's details, fine-tuning seconds, reward seconds)."""
+    (or the shared model re-bitted) and scored; (reward, the reward's details, fine-tuning
+    (or re-bitting) seconds, reward seconds)."""
     search, ctx = work
     (ep, policy_json), c = unit, search.cfg
     t0 = time.perf_counter()
-    search._label(f"episode {ep + 1}/{search.episodes_total}: fine-tuning on "
-                  f"{len(search.ft_ds)} images")
-    q = build_quantized(search.fp, Policy.from_json(policy_json), c.method, search.ft_ds,
-                        search.sigma, c.finetune_lr, c.seed + ep)
+    if search.shared is not None:
+        search._label(f"episode {ep + 1}/{search.episodes_total}: re-bitting the shared model")
+        q = rebit(search.shared, Policy.from_json(policy_json), search.bn_batches)
+    else:
+        search._label(f"episode {ep + 1}/{search.episodes_total}: fine-tuning on "
+                      f"{len(search.ft_ds)} images")
+        q = build_quantized(search.fp, Policy.from_json(policy_json), c.method, search.ft_ds,
+                            search.sigma, c.finetune_lr, c.seed + ep)
     t1 = time.perf_counter()
     ep_dir = search.out / "episodes" / f"{ep:04d}"
     shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files

@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from robustq.cli.main import app
+from robustq.quant.checkpoint import load_model
+from robustq.quant.quantize import get_policy
+from robustq.search.env import BitOpsBudget, LayerTable
+from robustq.search.search import Search, read_episodes
+from robustq.search.shared import (
+    RandomPolicies,
+    SharedJob,
+    load_shared,
+    rebit,
+    reestimate_bn,
+    run_shared,
+    sample_bits,
+)
+from robustq.utils.errors import RobustqError
+from tests.search.test_search import config, fp  # noqa: F401  (the module-scoped FP model)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def shared(fp, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("shared") / "run"
+    job = SharedJob(checkpoint=str(fp / "fp" / "model.safetensors"), data=str(fp / "data"),
+                    budgets=(3.0, 8.0), epochs=2, batch_size=8, eval_images=8)
+    run_shared(job, out)
+    return out
+
+
+def table_of(root):
+    model, _ = load_model(root / "fp" / "model.safetensors")
+    return model, LayerTable(model, (3, 32, 32))
+
+
+def test_sampled_policies_meet_their_budget_and_repeat_by_seed(fp):  # noqa: F811
+    _, table = table_of(fp)
+    draws = [sample_bits(table, np.random.default_rng((0, k)), (3.0, 8.0), 2, 8, 0.25)
+             for k in range(40)]
+    again = [sample_bits(table, np.random.default_rng((0, k)), (3.0, 8.0), 2, 8, 0.25)
+             for k in range(40)]
+    assert all(np.array_equal(w, w2) and np.array_equal(a, a2)
+               for (w, a), (w2, a2) in zip(draws, again, strict=True))
+    assert all(table.bitops_percent(w, a) <= 8.0 + 1e-9 for w, a in draws)
+    assert all(w.min() >= 2 and w.max() <= 8 and a.min() >= 2 and a.max() <= 8 for w, a in draws)
+    assert len({(tuple(w), tuple(a)) for w, a in draws}) > 30          # diverse
+    with pytest.raises(RobustqError, match="cannot be met"):
+        BitOpsBudget(0.01).check(table)
+
+
+def test_shared_model_trains_records_and_loads(fp, shared):  # noqa: F811
+    run = json.loads((shared / "run.json").read_text())
+    assert run["kind"] == "shared" and run["status"] == "complete"
+    assert run["config"]["budgets"] == [3.0, 8.0]
+    fp_model, _ = load_model(fp / "fp" / "model.safetensors")
+    model = load_shared(shared / "model.safetensors", fp_model)
+    assert set(get_policy(model).values()) == {get_policy(model)["conv1"]}   # uniform 4/4
+    assert get_policy(model)["conv1"].w == 4
+    steps = [m.steps for m in model.modules() if hasattr(m, "steps")]
+    # every width kept its own step, and training moved the widths it visited
+    assert steps and all(bool(torch.all(s[2:] > 0)) for s in steps)
+    assert len({round(float(s), 6) for s in steps[0][2:]}) == 7
+    with pytest.raises(RobustqError, match="not a weight-sharing model"):
+        load_shared(fp / "fp" / "model.safetensors", fp_model)
+
+
+def test_training_draws_a_policy_per_step_from_its_counter(fp):  # noqa: F811
+    model, table = table_of(fp)
+    job = SharedJob(checkpoint="x", budgets=(3.0, 8.0))
+    ref = table.policy(np.full(len(table), 4), np.full(len(table), 4))
+    from robustq.quant.quantize import quantize
+
+    q = quantize(model, ref, "lsq_shared", calibration=torch.rand(4, 3, 32, 32))
+    net = RandomPolicies(q, table, ref, seed=3, draw=job.draw)
+    x = torch.rand(2, 3, 32, 32)
+    seen = []
+    net.train()
+    for _ in range(3):
+        net(x)
+        seen.append(get_policy(q))
+    assert int(net.steps_drawn) == 3 and seen[0] != seen[1]
+    expect = table.policy(*job.draw(table, np.random.default_rng((3, 1))))
+    assert seen[1] == expect
+    net.eval()
+    net(x)
+    assert get_policy(q) == ref
+
+
+def test_bn_reestimation_is_the_batches_average_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    batches = [torch.randn(8, 3, 6, 6) * 2 + 1 for _ in range(3)]
+    model.eval()
+    reestimate_bn(model, batches)
+    feats = [model[0](x) for x in batches]
+    mean = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
+    var = torch.stack([f.var((0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5)
+    assert torch.allclose(bn.running_var, var, atol=1e-4)
+    assert not model.training and bn.momentum == 0.1
+
+
+def test_rebit_depends_on_the_policy_only(fp, shared):  # noqa: F811
+    fp_model, _ = load_model(fp / "fp" / "model.safetensors")
+    _, table = table_of(fp)
+    p = table.policy(np.full(len(table), 3), np.full(len(table), 5))
+    other = table.policy(np.full(len(table), 8), np.full(len(table), 2))
+    batches = [torch.rand(8, 3, 32, 32)]
+    x = torch.rand(5, 3, 32, 32)
+    fresh = rebit(load_shared(shared / "model.safetensors", fp_model), p, batches)
+    used = load_shared(shared / "model.safetensors", fp_model)
+    rebit(used, other, batches)
+    rebit(used, p, batches)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), used(x))
+        assert not torch.equal(fresh(x), rebit(used, other, batches)(x))
+
+
+def test_search_on_the_shared_model_resumes_and_skips_finetuning(fp, shared, tmp_path):  # noqa: F811
+    cfg = config(fp, strategy="arq", shared=str(shared / "model.safetensors"), bn_images=8,
+                 budget=8.0)
+    Search(cfg, tmp_path / "a").run()
+    lines = read_episodes(tmp_path / "a")
+    assert len(lines) == 5 and all(ln["bitops_percent"] <= 8.0 + 1e-9 for ln in lines)
+    assert len({json.dumps(ln["policy"]) for ln in lines}) > 1
+    Search(cfg, tmp_path / "b").run()
+    assert [ln["reward"] for ln in read_episodes(tmp_path / "b")] == [ln["reward"] for ln in lines]
+    with pytest.raises(RobustqError, match="not a weight-sharing model"):
+        Search(config(fp, shared=str(fp / "fp" / "model.safetensors")), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_shared_cli_refuses_bad_input_before_writing(fp, tmp_path):  # noqa: F811
+    res = runner.invoke(app, ["shared", str(fp / "fp" / "model.safetensors"), "--data",
+                              str(fp / "data"), "--budget-low", "9", "--budget-high", "3",
+                              "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "budgets must be" in res.output
+    assert not (tmp_path / "s").exists()
