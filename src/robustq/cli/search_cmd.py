@@ -56,6 +56,9 @@ def search_cmd(
              "instead of fine-tuning")] = None,
     bn_images: Annotated[int, typer.Option(help="with --shared: images the BatchNorm "
                                            "statistics are re-estimated on")] = SearchConfig.bn_images,
+    fp_cache: Annotated[Path | None, typer.Option(
+        help="directory of the FP model's IRS cache, shared between searches with the same "
+             "certification settings (default: in --out)")] = None,
     seed: SeedOpt = 0,
     machine: Machine = None,
 ) -> None:
@@ -66,7 +69,8 @@ def search_cmd(
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
                        seed=seed, parallel_episodes=parallel_episodes,
-                       shared=None if shared is None else str(shared), bn_images=bn_images)
+                       shared=None if shared is None else str(shared), bn_images=bn_images,
+                       fp_cache=None if fp_cache is None else str(fp_cache))
     warn_if_all_random(cfg)
     search = Search(cfg, out, where)
     progress = console_progress()

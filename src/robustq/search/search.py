@@ -75,7 +75,10 @@ class SearchConfig:
     scored side by side (1: HAQ's one-at-a-time loop). With ``shared`` (a weight-sharing model
     of this checkpoint, ``search.shared.run_shared``) an episode re-bits that model and
     re-estimates its BatchNorm statistics on ``bn_images`` noisy fine-tuning images instead of
-    quantizing and fine-tuning from FP."""
+    quantizing and fine-tuning from FP. ``fp_cache``: where the FP model's IRS cache is kept
+    (default: in the search directory), so that searches with the same held-out certification
+    settings certify the FP model once between them (a finished cache is read, a different
+    one refused)."""
 
     checkpoint: str
     data: str
@@ -101,6 +104,7 @@ class SearchConfig:
     parallel_episodes: int = 1
     shared: str | None = None
     bn_images: int = 1024
+    fp_cache: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -174,7 +178,7 @@ class Search:
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
               what="search",   # a search recorded before rounds existed ran rounds of one
               identity={"config": lambda c: {"parallel_episodes": 1, "shared": None,
-                                             "bn_images": 1024, **c}})
+                                             "bn_images": 1024, "fp_cache": None, **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
@@ -185,13 +189,17 @@ class Search:
         cc = self.cert_config(self.cfg.n, None)
         with silent(progress).phase(f"FP cache: certifying {len(cert)} held-out images "
                                     f"(n={cc.n})", total=len(cert)) as ph:
-            s = certify_dataset(self.fp, cert, cc, self.out / "fp_cache", cache=True,
+            s = certify_dataset(self.fp, cert, cc, self.cache_dir, cache=True,
                                 model_info={"checkpoint": self.cfg.checkpoint,
                                             "device": self.device.type},
                                 progress=lambda done, total, r: ph.update(done, acr=r["acr"]),
                                 device=self.device)
-        return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.out / "fp_cache",
+        return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.cache_dir,
                              self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cfg.fp_cache) if self.cfg.fp_cache else self.out / "fp_cache"
 
     def cert_config(self, n: int, n_p: int | None) -> CertifyConfig:
         c = self.cfg
@@ -448,7 +456,7 @@ def search_origin(policy_path: Path) -> dict[str, Any] | None:
         return None
     cfg = read_record(d / CONFIG_FILE)["config"]
     lines = read_episodes(d)
-    cache = d / "fp_cache" / "summary.json"
+    cache = Path(cfg.get("fp_cache") or d / "fp_cache") / "summary.json"
     cache_s = json.loads(cache.read_text())["wall_time_s"] if cache.is_file() else 0.0
     name = (f"uniform{cfg['uniform_bits']}" if cfg["strategy"] == "uniform"
             else cfg["strategy"])
