@@ -144,3 +144,18 @@ def test_shared_cli_refuses_bad_input_before_writing(fp, tmp_path):  # noqa: F81
                               "--out", str(tmp_path / "s")])
     assert res.exit_code == 2 and "budgets must be" in res.output
     assert not (tmp_path / "s").exists()
+
+
+def test_searches_share_one_fp_cache(fp, tmp_path):  # noqa: F811
+    cache = tmp_path / "cache"
+    cfg = config(fp, strategy="arq", episodes=2, warmup=1, fp_cache=str(cache))
+    Search(cfg, tmp_path / "a").run()
+    before = [(cache / f).read_bytes() for f in ("certify.tsv", "irs_cache.bin")]
+    Search(cfg, tmp_path / "b").run()
+    assert [(cache / f).read_bytes() for f in ("certify.tsv", "irs_cache.bin")] == before
+    assert not (tmp_path / "b" / "fp_cache").exists()
+    assert ([ln["reward"] for ln in read_episodes(tmp_path / "b")]
+            == [ln["reward"] for ln in read_episodes(tmp_path / "a")])
+    with pytest.raises(RobustqError):
+        Search(config(fp, strategy="arq", episodes=2, warmup=1, n=80, fp_cache=str(cache)),
+               tmp_path / "c").run()
