@@ -1,4 +1,5 @@
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -159,3 +160,31 @@ def test_searches_share_one_fp_cache(fp, tmp_path):  # noqa: F811
     with pytest.raises(RobustqError):
         Search(config(fp, strategy="arq", episodes=2, warmup=1, n=80, fp_cache=str(cache)),
                tmp_path / "c").run()
+
+
+def test_episode_costs_and_reward_precision(fp, shared, tmp_path):  # noqa: F811
+    from robustq.certify.metrics import paired_difference
+    from robustq.search.diagnostics import episode_costs, episode_radii, reward_precision
+
+    cfg = config(fp, strategy="random", shared=str(shared / "model.safetensors"), bn_images=8,
+                 budget=8.0)
+    Search(cfg, tmp_path / "r").run()                # random: no IRS, no precision
+    assert episode_costs(tmp_path / "r")["episodes"] == 5
+    arq = tmp_path / "a"
+    Search(config(fp, strategy="arq", shared=str(shared / "model.safetensors"), bn_images=8,
+                  budget=8.0), arq).run()
+    costs = episode_costs(arq)
+    lines = read_episodes(arq)
+    assert costs["median_s"]["episode_s"] == pytest.approx(np.median([ln["episode_s"]
+                                                                      for ln in lines]))
+    assert costs["episodes_per_2h"] == int(7200 // costs["median_s"]["episode_s"])
+    rows = reward_precision(arq, image_counts=(2, 4))
+    assert [r["images"] for r in rows] == [2, 4] and rows[0]["pairs"] >= 1
+    a, b = next((x["episode"], y["episode"]) for x, y in pairwise(lines)
+                if x["policy"] != y["policy"])
+    d = paired_difference(episode_radii(arq, a)[:4], episode_radii(arq, b)[:4])
+    halves = [(d.high - d.low) / 2]
+    assert rows[1]["max_half_width"] >= halves[0] - 1e-12
+    assert np.mean(episode_radii(arq, a)) == pytest.approx(lines[a]["acr"])
+    with pytest.raises(RobustqError, match="image counts"):
+        reward_precision(arq, image_counts=(99,))

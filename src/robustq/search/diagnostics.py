@@ -1,0 +1,68 @@
+"""What a finished (or running) search's episodes cost, and how finely its reward can rank.
+
+``episode_costs``: medians of each part of an episode (fine-tuning or re-bitting, reward and its
+certification, agent) from ``episodes.jsonl``. ``reward_precision``: for pairs of episodes with
+different policies, the paired 95% interval of their held-out ACR difference (IRS radii per
+image, the same images and noise in every episode), on the first k certification images for
+each k asked: the half-width a reward difference must beat to mean anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustq.certify.metrics import certified_radii, paired_difference
+from robustq.certify.rundir import read_rows
+from robustq.search.search import read_episodes
+from robustq.utils.errors import RobustqError
+
+PARTS = ("finetune_s", "reward_s", "certify_s", "agent_s", "episode_s")
+
+
+def episode_costs(search_dir: str | Path) -> dict[str, Any]:
+    """Median seconds of each part of an episode over the logged episodes, their count, and
+    how many episodes of that median fit in two hours."""
+    lines = read_episodes(Path(search_dir))
+    if not lines:
+        raise RobustqError(f"{search_dir}: no episodes logged")
+    med = {p: float(np.median([ln[p] for ln in lines])) for p in PARTS
+           if all(p in ln for ln in lines)}
+    return {"episodes": len(lines), "median_s": med,
+            "episodes_per_2h": int(7200 // med["episode_s"]) if med["episode_s"] > 0 else None}
+
+
+def episode_radii(search_dir: str | Path, episode: int) -> np.ndarray:
+    """Per-image certified radii (0 where wrong or abstained) of one episode's IRS run, in
+    image order."""
+    rows = sorted(read_rows(Path(search_dir) / "episodes" / f"{episode:04d}" / "irs"),
+                  key=lambda r: int(r["idx"]))
+    return certified_radii([int(r["predict"]) for r in rows], [int(r["label"]) for r in rows],
+                           [float(r["radius"]) for r in rows])
+
+
+def reward_precision(search_dir: str | Path, image_counts: Sequence[int] = (),
+                     max_pairs: int = 50) -> list[dict[str, Any]]:
+    """For each k in ``image_counts`` (default: all images), the median and largest paired 95%
+    half-width of the ACR difference between consecutive episodes with different policies (at
+    most ``max_pairs`` pairs), on their first k certification images."""
+    lines = read_episodes(Path(search_dir))
+    pairs = [(a["episode"], b["episode"]) for a, b in pairwise(lines)
+             if a["policy"] != b["policy"]][:max_pairs]
+    if not pairs:
+        raise RobustqError(f"{search_dir}: no two consecutive episodes with different policies")
+    radii = {e: episode_radii(search_dir, e) for pair in pairs for e in pair}
+    total = min(len(r) for r in radii.values())
+    out = []
+    for k in image_counts or (total,):
+        if not 2 <= k <= total:
+            raise RobustqError(f"image counts must lie in [2, {total}], got {k}")
+        halves = [(d.high - d.low) / 2 for d in
+                  (paired_difference(radii[a][:k], radii[b][:k]) for a, b in pairs)]
+        out.append({"images": k, "pairs": len(pairs), "median_half_width": float(np.median(halves)),
+                    "max_half_width": float(np.max(halves))})
+    return out
