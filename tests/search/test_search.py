@@ -36,7 +36,7 @@ def episodes(out):
     return [(e["episode"], e["reward"], e["policy"], e["bitops_percent"]) for e in lines]
 
 
-@pytest.mark.parametrize("strategy", ["haq", "arq", "random"])
+@pytest.mark.parametrize("strategy", ["haq", "arq", "random", "tpe"])
 def test_killed_search_resumes_into_the_same_episodes(fp, tmp_path, strategy):
     cfg = config(fp, strategy=strategy)
     Search(cfg, tmp_path / "full").run()
@@ -344,3 +344,16 @@ def test_rounds_on_a_local_ray_cluster_equal_one_process(fp, tmp_path, local_ray
     Search(cfg, tmp_path / "one").run()
     Search(cfg, tmp_path / "ray").run(executor=RayExecutor("auto"))
     assert episodes(tmp_path / "one") == episodes(tmp_path / "ray")
+
+
+def test_tpe_fits_the_episodes_and_any_strategy_takes_either_reward(fp, tmp_path):
+    cfg = config(fp, strategy="tpe", episodes=6, warmup=2)
+    Search(cfg, tmp_path / "tpe").run()
+    lines = [json.loads(x) for x in (tmp_path / "tpe" / "episodes.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all("acr" in ln for ln in lines)           # ARQ's reward
+    assert len({json.dumps(ln["policy"]) for ln in lines}) >= 4
+    Search(config(fp, strategy="random", reward="arq", episodes=2), tmp_path / "r").run()
+    lines = [json.loads(x) for x in (tmp_path / "r" / "episodes.jsonl").read_text().splitlines()]
+    assert all("acr" in ln for ln in lines) and (tmp_path / "r" / "fp_cache").is_dir()
+    with pytest.raises(RobustqError, match="unknown reward 'top5'"):
+        config(fp, reward="top5")

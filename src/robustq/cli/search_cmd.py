@@ -56,6 +56,8 @@ def search_cmd(
              "instead of fine-tuning")] = None,
     bn_images: Annotated[int, typer.Option(help="with --shared: images the BatchNorm "
                                            "statistics are re-estimated on")] = SearchConfig.bn_images,
+    reward: Annotated[str | None, typer.Option(
+        help="arq (certified, IRS) or haq (clean accuracy); default: the strategy's")] = None,
     fp_cache: Annotated[Path | None, typer.Option(
         help="directory of the FP model's IRS cache, shared between searches with the same "
              "certification settings (default: in --out)")] = None,
@@ -70,7 +72,7 @@ def search_cmd(
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
                        seed=seed, parallel_episodes=parallel_episodes,
                        shared=None if shared is None else str(shared), bn_images=bn_images,
-                       fp_cache=None if fp_cache is None else str(fp_cache))
+                       fp_cache=None if fp_cache is None else str(fp_cache), reward=reward)
     warn_if_all_random(cfg)
     search = Search(cfg, out, where)
     progress = console_progress()
@@ -84,9 +86,9 @@ def search_cmd(
 
 
 def warn_if_all_random(cfg: SearchConfig) -> None:
-    if cfg.strategy in ("arq", "haq") and cfg.episodes <= cfg.warmup:
+    if cfg.strategy in ("arq", "haq", "tpe") and cfg.episodes <= cfg.warmup:
         console.print(f"[yellow]warning:[/] all {cfg.episodes} episodes are random warm-up "
-                      f"(--warmup {cfg.warmup}): the DDPG agent never chooses a policy, so this "
+                      f"(--warmup {cfg.warmup}): the agent (DDPG or TPE) never chooses a policy, so this "
                       "is a random search; pass --warmup below --episodes")
 
 

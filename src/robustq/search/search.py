@@ -59,7 +59,10 @@ from robustq.utils.provenance import provenance
 from robustq.utils.records import claim, read_record
 from robustq.utils.validate import check_int, check_sigma
 
-STRATEGIES = ("arq", "haq", "random", "uniform")
+STRATEGIES = ("arq", "haq", "random", "uniform", "tpe")
+# the reward a strategy is scored with unless the config names one: ARQ's certified reward for
+# ARQ and for the black-box optimiser run against it (TPE), HAQ's accuracy reward otherwise
+DEFAULT_REWARD = {"arq": "arq", "haq": "haq", "random": "haq", "uniform": "haq", "tpe": "arq"}
 STATE_FILE = "search_state.safetensors"
 EPISODES = "episodes.jsonl"
 CONFIG_FILE = "search.json"
@@ -78,7 +81,9 @@ class SearchConfig:
     quantizing and fine-tuning from FP. ``fp_cache``: where the FP model's IRS cache is kept
     (default: in the search directory), so that searches with the same held-out certification
     settings certify the FP model once between them (a finished cache is read, a different
-    one refused)."""
+    one refused). ``reward``: ``arq`` or ``haq`` (default by strategy, ``DEFAULT_REWARD``);
+    ``tpe`` proposes policies with Optuna's TPE sampler (multivariate) fitted to every episode
+    so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations."""
 
     checkpoint: str
     data: str
@@ -105,6 +110,7 @@ class SearchConfig:
     shared: str | None = None
     bn_images: int = 1024
     fp_cache: str | None = None
+    reward: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,10 +130,16 @@ class SearchConfig:
                      "parallel_episodes", "bn_images"):
             check_int(getattr(self, name), name, 1)
         check_alpha(self.alpha)
+        if self.reward is not None:
+            get_reward(self.reward)                          # names the known rewards
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
         if not (math.isfinite(self.budget) and 0 < self.budget <= 100):
             raise RobustqError(f"budget must lie in (0, 100] % of FP32 BitOPs, got {self.budget}")
+
+    @property
+    def reward_name(self) -> str:
+        return self.reward or DEFAULT_REWARD[self.strategy]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,7 +163,7 @@ class Search:
         self.card = ModelCard.from_json(meta["card"])
         self.sigma = (cfg.sigma if cfg.sigma is not None else
                       check_sigma(meta.get("sigma", 0.0), f"{cfg.checkpoint}: sigma (pass --sigma)",
-                                  allow_zero=cfg.strategy != "arq"))
+                                  allow_zero=cfg.reward_name != "arq"))
         self.shape = (self.card.in_channels, *self.card.input_size)
         self.table = LayerTable(self.fp, self.shape)
         self.budget = BitOpsBudget(cfg.budget, cfg.b_min, cfg.b_max)
@@ -172,18 +184,21 @@ class Search:
         self.agent = DDPGAgent(self.states.shape[1], 128 * 2 * len(self.table),
                                DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
+        if cfg.strategy == "tpe":
+            _optuna()                                        # installed, before anything is written
         # everything is validated: only now is the output directory touched
         check_writable(self.out)
         claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
               what="search",   # a search recorded before rounds existed ran rounds of one
               identity={"config": lambda c: {"parallel_episodes": 1, "shared": None,
-                                             "bn_images": 1024, "fp_cache": None, **c}})
+                                             "bn_images": 1024, "fp_cache": None,
+                                             "reward": None, **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
         fp_acc = evaluate(self.fp, self.holdout)["clean_accuracy"]
-        if self.cfg.strategy != "arq":
+        if self.cfg.reward_name != "arq":
             return RewardContext(self.holdout, self.sigma, fp_acc)
         cert = self.holdout.spread(self.cfg.cert_images)
         cc = self.cert_config(self.cfg.n, None)
@@ -214,6 +229,9 @@ class Search:
         if c.strategy == "uniform":
             bits = np.full(k, c.uniform_bits)
             return self.states, np.zeros(2 * k, np.float32), bits, bits.copy()
+        if c.strategy == "tpe":
+            w, a = tpe_bits(self.table, read_episodes(self.out), c, episode)
+            return self.states, np.zeros(2 * k, np.float32), w, a
         states = self.states.copy()
         actions = np.zeros(2 * k, np.float32)
         prev = 0.0
@@ -351,6 +369,36 @@ class Search:
         return final
 
 
+def tpe_bits(table: LayerTable, done: list[dict[str, Any]], cfg: SearchConfig, episode: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Episode ``episode``'s weight and activation bits from Optuna's TPE sampler (seeded by
+    (seed, episode), multivariate, ``cfg.warmup`` random start-up trials) fitted to the
+    ``done`` episodes (their policies after budget enforcement, and rewards). Rebuilt from the
+    log each time, so a resumed search asks exactly what an uninterrupted one would."""
+    optuna = _optuna()
+    dist = optuna.distributions.IntDistribution(cfg.b_min, cfg.b_max)
+    space = {f"{kind}.{name}": dist for name in table.names for kind in ("w", "a")}
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed * 1_000_003 + episode, multivariate=True,
+                                         n_startup_trials=cfg.warmup)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.add_trials([optuna.trial.create_trial(
+        params={f"{kind}.{name}": bits[kind] for name, bits in ln["policy"].items()
+                for kind in ("w", "a")},
+        distributions=space, value=ln["reward"]) for ln in done])
+    params = study.ask(space).params
+    return (np.array([params[f"w.{n}"] for n in table.names]),
+            np.array([params[f"a.{n}"] for n in table.names]))
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise RobustqError("the tpe strategy needs Optuna: pip install 'robustq[search]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
 def read_state(search_dir: Path) -> dict[str, Any]:
     """A search's saved state: episodes done, best episode, agent (``tensors`` and scalars),
     random-search generator; validated."""
@@ -401,8 +449,8 @@ def _episode_reward(work: tuple[Search, RewardContext], unit: tuple[int, dict]
     t1 = time.perf_counter()
     ep_dir = search.out / "episodes" / f"{ep:04d}"
     shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
-    search._label(f"episode {ep + 1}/{search.episodes_total}: reward ({c.strategy})")
-    reward, info = get_reward("arq" if c.strategy == "arq" else "haq")(q, ctx, ep_dir)
+    search._label(f"episode {ep + 1}/{search.episodes_total}: reward ({c.reward_name})")
+    reward, info = get_reward(c.reward_name)(q, ctx, ep_dir)
     return reward, info, t1 - t0, time.perf_counter() - t1
 
 
