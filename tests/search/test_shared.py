@@ -188,18 +188,3 @@ def test_episode_costs_and_reward_precision(fp, shared, tmp_path):  # noqa: F811
     assert np.mean(episode_radii(arq, a)) == pytest.approx(lines[a]["acr"])
     with pytest.raises(RobustqError, match="image counts"):
         reward_precision(arq, image_counts=(99,))
-
-
-def test_the_torch_reward_engine_scores_like_eager(fp, shared, tmp_path):  # noqa: F811
-    runs = {}
-    for engine in ("eager", "torch"):
-        cfg = config(fp, strategy="random", reward="arq", shared=str(shared / "model.safetensors"),
-                     bn_images=8, budget=8.0, episodes=3, reward_engine=engine)
-        Search(cfg, tmp_path / engine).run()
-        runs[engine] = read_episodes(tmp_path / engine)
-    assert [ln["policy"] for ln in runs["eager"]] == [ln["policy"] for ln in runs["torch"]]
-    # the same classifier up to float rounding: a flipped sample is rare
-    assert np.allclose([ln["acr"] for ln in runs["eager"]], [ln["acr"] for ln in runs["torch"]],
-                       atol=0.02)
-    with pytest.raises(RobustqError, match="reward_engine"):
-        config(fp, reward_engine="onnx")

@@ -25,10 +25,8 @@ from torch import nn
 
 from robustq.certify.run import CertifyConfig, irs_certify_dataset
 from robustq.data.dataset import ImageDataset
-from robustq.models.compile import freeze_for_inference
 from robustq.models.evaluate import evaluate
 from robustq.quant.finetune import calibration_batches
-from robustq.quant.inference import freeze_quantized
 from robustq.quant.policy import Policy
 from robustq.quant.quantize import quantize
 from robustq.utils.device import module_device
@@ -91,7 +89,6 @@ class RewardContext:
     cert_cfg: CertifyConfig | None = None
     cert_images: ImageDataset | None = None
     device: torch.device | None = None        # where certification draws noise (default CPU)
-    engine: str = "eager"     # how IRS samples the model: eager, or torch (frozen TorchScript)
 
 
 RewardFn = Callable[[nn.Module, RewardContext, Path], tuple[float, dict]]
@@ -128,11 +125,7 @@ def arq_reward(q: nn.Module, ctx: RewardContext, work: Path, scale: float = 10.0
         raise RobustqError("the ARQ reward needs the FP model's IRS cache")
     acc = evaluate(q, ctx.holdout)["clean_accuracy"]
     t0 = time.perf_counter()
-    sampled = q
-    if ctx.engine == "torch":          # the same classifier up to float rounding, ~2x faster
-        sampled = freeze_for_inference(freeze_quantized(q), (ctx.cert_cfg.batch_size,
-                                                             *ctx.cert_images.image_shape))
-    s = irs_certify_dataset(sampled, ctx.cert_images, ctx.cert_cfg, ctx.cache_dir, work / "irs",
+    s = irs_certify_dataset(q, ctx.cert_images, ctx.cert_cfg, ctx.cache_dir, work / "irs",
                             device=ctx.device)
     cert_s = time.perf_counter() - t0
     reward = scale * (s["acr"] - ctx.fp_acr) + acc_weight * (acc - ctx.fp_accuracy)
