@@ -188,3 +188,19 @@ def test_episode_costs_and_reward_precision(fp, shared, tmp_path):  # noqa: F811
     assert np.mean(episode_radii(arq, a)) == pytest.approx(lines[a]["acr"])
     with pytest.raises(RobustqError, match="image counts"):
         reward_precision(arq, image_counts=(99,))
+
+
+def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):  # noqa: F811
+    runs = {}
+    for engine in ("eager", "onnx"):
+        cfg = config(fp, strategy="random", reward="arq", shared=str(shared / "model.safetensors"),
+                     bn_images=8, budget=8.0, episodes=3, reward_engine=engine)
+        Search(cfg, tmp_path / engine).run()
+        runs[engine] = read_episodes(tmp_path / engine)
+    assert [ln["policy"] for ln in runs["eager"]] == [ln["policy"] for ln in runs["onnx"]]
+    # the deployed integer model agrees with the fake-quantized one up to rounding
+    assert np.allclose([ln["acr"] for ln in runs["eager"]], [ln["acr"] for ln in runs["onnx"]],
+                       atol=0.05)
+    assert not list((tmp_path / "onnx").rglob("candidate.*"))          # nothing left behind
+    with pytest.raises(RobustqError, match="reward_engine"):
+        config(fp, reward_engine="tensorrt")

@@ -58,6 +58,9 @@ def search_cmd(
                                            "statistics are re-estimated on")] = SearchConfig.bn_images,
     reward: Annotated[str | None, typer.Option(
         help="arq (certified, IRS) or haq (clean accuracy); default: the strategy's")] = None,
+    reward_engine: Annotated[str, typer.Option(
+        help="how ARQ's reward samples a candidate: eager, or onnx (the deployed integer model "
+             "in ONNX Runtime, ~2x faster)")] = SearchConfig.reward_engine,
     fp_cache: Annotated[Path | None, typer.Option(
         help="directory of the FP model's IRS cache, shared between searches with the same "
              "certification settings (default: in --out)")] = None,
@@ -72,7 +75,8 @@ def search_cmd(
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
                        seed=seed, parallel_episodes=parallel_episodes,
                        shared=None if shared is None else str(shared), bn_images=bn_images,
-                       fp_cache=None if fp_cache is None else str(fp_cache), reward=reward)
+                       fp_cache=None if fp_cache is None else str(fp_cache), reward=reward,
+                       reward_engine=reward_engine)
     warn_if_all_random(cfg)
     search = Search(cfg, out, where)
     progress = console_progress()

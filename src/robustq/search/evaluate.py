@@ -25,7 +25,9 @@ from torch import nn
 
 from robustq.certify.run import CertifyConfig, irs_certify_dataset
 from robustq.data.dataset import ImageDataset
+from robustq.models.checkpoint import ModelCard
 from robustq.models.evaluate import evaluate
+from robustq.quant.checkpoint import save_quantized
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.policy import Policy
 from robustq.quant.quantize import quantize
@@ -89,6 +91,32 @@ class RewardContext:
     cert_cfg: CertifyConfig | None = None
     cert_images: ImageDataset | None = None
     device: torch.device | None = None        # where certification draws noise (default CPU)
+    engine: str = "eager"                      # how ARQ's reward samples (``REWARD_ENGINES``)
+    card: ModelCard | None = None              # the model's card (the onnx engine exports)
+
+
+# eager: the fake-quantized candidate itself; onnx: the candidate exported as the deployed
+# integer model (``robustq export``) and run in ONNX Runtime, ~2x faster here (a certificate
+# for the deployed classifier, which agrees with the fake-quantized one up to rounding)
+REWARD_ENGINES = ("eager", "onnx")
+
+
+def sampled_candidate(q: nn.Module, ctx: RewardContext, work: Path) -> nn.Module:
+    """What ARQ's reward samples: ``q``, or its deployed ONNX model (files written to and
+    removed from ``work``)."""
+    if ctx.engine == "eager":
+        return q
+    from robustq.models.onnx_runtime import load_onnx
+    from robustq.quant.export import export_onnx
+
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt, onnx_file = work / "candidate.safetensors", work / "candidate.onnx"
+    save_quantized(ckpt, q, ctx.card, {"sigma": ctx.sigma})
+    export_onnx(ckpt, onnx_file)
+    deployed, _ = load_onnx(onnx_file)         # the session holds the model: files can go
+    ckpt.unlink()
+    onnx_file.unlink()
+    return deployed
 
 
 RewardFn = Callable[[nn.Module, RewardContext, Path], tuple[float, dict]]
@@ -125,8 +153,8 @@ def arq_reward(q: nn.Module, ctx: RewardContext, work: Path, scale: float = 10.0
         raise RobustqError("the ARQ reward needs the FP model's IRS cache")
     acc = evaluate(q, ctx.holdout)["clean_accuracy"]
     t0 = time.perf_counter()
-    s = irs_certify_dataset(q, ctx.cert_images, ctx.cert_cfg, ctx.cache_dir, work / "irs",
-                            device=ctx.device)
+    s = irs_certify_dataset(sampled_candidate(q, ctx, work), ctx.cert_images, ctx.cert_cfg,
+                            ctx.cache_dir, work / "irs", device=ctx.device)
     cert_s = time.perf_counter() - t0
     reward = scale * (s["acr"] - ctx.fp_acr) + acc_weight * (acc - ctx.fp_accuracy)
     return reward, {"accuracy": acc, "acr": s["acr"],

@@ -47,7 +47,13 @@ from robustq.quant.inference import freeze_quantized
 from robustq.quant.policy import Policy
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
-from robustq.search.evaluate import RewardContext, build_quantized, get_reward, split_train
+from robustq.search.evaluate import (
+    REWARD_ENGINES,
+    RewardContext,
+    build_quantized,
+    get_reward,
+    split_train,
+)
 from robustq.search.shared import load_shared, rebit
 from robustq.utils.config import from_dict
 from robustq.utils.device import module_device
@@ -83,7 +89,8 @@ class SearchConfig:
     settings certify the FP model once between them (a finished cache is read, a different
     one refused). ``reward``: ``arq`` or ``haq`` (default by strategy, ``DEFAULT_REWARD``);
     ``tpe`` proposes policies with Optuna's TPE sampler (multivariate) fitted to every episode
-    so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations."""
+    so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations.
+    ``reward_engine``: how ARQ's reward samples a candidate (``evaluate.REWARD_ENGINES``)."""
 
     checkpoint: str
     data: str
@@ -111,6 +118,7 @@ class SearchConfig:
     bn_images: int = 1024
     fp_cache: str | None = None
     reward: str | None = None
+    reward_engine: str = "eager"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,6 +140,9 @@ class SearchConfig:
         check_alpha(self.alpha)
         if self.reward is not None:
             get_reward(self.reward)                          # names the known rewards
+        if self.reward_engine not in REWARD_ENGINES:
+            raise RobustqError(f"reward_engine must be one of {', '.join(REWARD_ENGINES)}, got "
+                               f"{self.reward_engine!r}")
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
         if not (math.isfinite(self.budget) and 0 < self.budget <= 100):
@@ -193,7 +204,7 @@ class Search:
               what="search",   # a search recorded before rounds existed ran rounds of one
               identity={"config": lambda c: {"parallel_episodes": 1, "shared": None,
                                              "bn_images": 1024, "fp_cache": None,
-                                             "reward": None, **c}})
+                                             "reward": None, "reward_engine": "eager", **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
@@ -210,7 +221,8 @@ class Search:
                                 progress=lambda done, total, r: ph.update(done, acr=r["acr"]),
                                 device=self.device)
         return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.cache_dir,
-                             self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device)
+                             self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device,
+                             self.cfg.reward_engine, self.card)
 
     @property
     def cache_dir(self) -> Path:
