@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from robustq.cli.main import app
 from robustq.quant.checkpoint import load_model
+from robustq.quant.policy import Policy
 from robustq.quant.quantize import get_policy
 from robustq.search.env import BitOpsBudget, LayerTable
 from robustq.search.search import Search, read_episodes
@@ -145,6 +146,10 @@ def test_shared_cli_refuses_bad_input_before_writing(fp, tmp_path):  # noqa: F81
                               "--out", str(tmp_path / "s")])
     assert res.exit_code == 2 and "budgets must be" in res.output
     assert not (tmp_path / "s").exists()
+    res = runner.invoke(app, ["search", str(fp / "fp" / "model.safetensors"), "--data",
+                              str(fp / "data"), "--budgets", "1.5,x", "--out", str(tmp_path / "q")])
+    assert res.exit_code == 2 and "--budgets must be comma-separated" in res.output
+    assert not (tmp_path / "q").exists()
 
 
 def test_searches_share_one_fp_cache(fp, tmp_path):  # noqa: F811
@@ -204,3 +209,38 @@ def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):
     assert not list((tmp_path / "onnx").rglob("candidate.*"))          # nothing left behind
     with pytest.raises(RobustqError, match="reward_engine"):
         config(fp, reward_engine="tensorrt")
+
+
+def test_multi_budget_search_keeps_the_best_policy_per_budget(fp, shared, tmp_path):  # noqa: F811
+    from robustq.search.diagnostics import pareto_front
+    from robustq.search.search import best_per_budget
+
+    cfg = config(fp, strategy="random", reward="arq", shared=str(shared / "model.safetensors"),
+                 bn_images=8, budgets=(3.0, 8.0), episodes=6)
+    Search(cfg, tmp_path / "m").run()
+    lines = read_episodes(tmp_path / "m")
+    assert all(ln["bitops_percent"] <= (3.0, 8.0)[ln["episode"] % 2] + 1e-9 for ln in lines)
+    best = best_per_budget(lines, (3.0, 8.0))
+    for b, line in best.items():
+        saved = Policy.load(tmp_path / "m" / f"best_policy_{b:g}.json")
+        assert saved == Policy.from_json(line["policy"])
+        assert line["reward"] == max(ln["reward"] for ln in lines
+                                     if ln["bitops_percent"] <= b + 1e-9)
+    front = pareto_front(lines)
+    assert front and all(not any(o["acr"] >= f["acr"] and o["accuracy"] >= f["accuracy"]
+                                 and o["bitops_percent"] <= f["bitops_percent"]
+                                 and (o["acr"], o["accuracy"], o["bitops_percent"])
+                                 != (f["acr"], f["accuracy"], f["bitops_percent"])
+                                 for o in lines) for f in front)
+
+
+def test_pareto_front_by_hand():
+    from robustq.search.diagnostics import pareto_front
+
+    def ep(i, acr, acc, bitops):
+        return {"policy": {"l": {"w": i, "a": i}}, "acr": acr, "accuracy": acc,
+                "bitops_percent": bitops}
+
+    lines = [ep(2, 0.3, 0.7, 1.0), ep(3, 0.4, 0.7, 1.5), ep(4, 0.35, 0.6, 1.5),  # 4: dominated
+             ep(5, 0.4, 0.8, 2.0), ep(6, 0.4, 0.8, 2.5)]                          # 6: dominated
+    assert [f["policy"]["l"]["w"] for f in pareto_front(lines)] == [2, 3, 5]

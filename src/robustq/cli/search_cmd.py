@@ -24,6 +24,7 @@ from robustq.cli.train_cmd import DataOpt
 from robustq.search.compare import CompareConfig, run_compare
 from robustq.search.search import STRATEGIES, Search, SearchConfig
 from robustq.search.shared import SharedJob, run_shared
+from robustq.utils.errors import RobustqError
 
 
 @friendly_errors
@@ -36,6 +37,9 @@ def search_cmd(
     = "arq",
     budget: Annotated[float, typer.Option(help="BitOPs budget, % of FP32 (4/4 = 1.5625)")]
     = 1.5625,
+    budgets: Annotated[str | None, typer.Option(
+        help="multi-budget mode: comma-separated budgets the episodes take in turn, e.g. "
+             "1.0,1.5625,2.5 (best policy kept per budget; --budget unused)")] = None,
     episodes: Annotated[int, typer.Option(help="policies evaluated (the first --warmup are random)")] = 40,
     warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes")] = 20,
     method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
@@ -70,6 +74,7 @@ def search_cmd(
     """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
     where, executor = machine.device, machine.executor
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy=strategy, budget=budget,
+                       budgets=parse_budgets(budgets),
                        episodes=episodes, warmup=warmup, method=method, sigma=sigma,
                        finetune_images=finetune_images, holdout_images=holdout_images,
                        cert_images=cert_images, n=n, n_p=n_p, uniform_bits=uniform_bits,
@@ -87,6 +92,13 @@ def search_cmd(
         final = search.finish(test_images, test_n, progress=progress, executor=executor)
         console.print(f"test: clean {final['clean_accuracy']:.3f}, smoothed "
                       f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {out}")
+
+
+def parse_budgets(text: str | None) -> tuple[float, ...]:
+    try:
+        return tuple(float(b) for b in text.split(",")) if text else ()
+    except ValueError:
+        raise RobustqError(f"--budgets must be comma-separated numbers, got {text!r}") from None
 
 
 def warn_if_all_random(cfg: SearchConfig) -> None:

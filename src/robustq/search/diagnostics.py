@@ -5,10 +5,13 @@ certification, agent) from ``episodes.jsonl``. ``reward_precision``: for pairs o
 different policies, the paired 95% interval of their held-out ACR difference (IRS radii per
 image, the same images and noise in every episode), on the first k certification images for
 each k asked: the half-width a reward difference must beat to mean anything.
+``pareto_front``: the episodes no other episode beats on every objective (ACR, clean
+accuracy, BitOPs by default).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -66,3 +69,23 @@ def reward_precision(search_dir: str | Path, image_counts: Sequence[int] = (),
         out.append({"images": k, "pairs": len(pairs), "median_half_width": float(np.median(halves)),
                     "max_half_width": float(np.max(halves))})
     return out
+
+
+OBJECTIVES = (("acr", 1), ("accuracy", 1), ("bitops_percent", -1))
+
+
+def pareto_front(lines: Sequence[dict[str, Any]],
+                 objectives: Sequence[tuple[str, int]] = OBJECTIVES) -> list[dict[str, Any]]:
+    """The non-dominated episodes, by ``objectives`` (key, +1 to maximize or -1 to minimize):
+    none is at least as good as another on every objective and better on one. Duplicated
+    policies count once; the front is sorted by the last objective."""
+    unique = list({json.dumps(ln["policy"], sort_keys=True): ln for ln in lines}.values())
+    values = np.array([[sign * ln[key] for key, sign in objectives] for ln in unique])
+
+    def dominated(i: int) -> bool:
+        return bool(np.any(np.all(values >= values[i], axis=1)
+                           & np.any(values > values[i], axis=1)))
+
+    front = [ln for i, ln in enumerate(unique) if not dominated(i)]
+    key, sign = objectives[-1]
+    return sorted(front, key=lambda ln: -sign * ln[key])

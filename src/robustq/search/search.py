@@ -55,7 +55,7 @@ from robustq.search.evaluate import (
     split_train,
 )
 from robustq.search.shared import load_shared, rebit
-from robustq.utils.config import from_dict
+from robustq.utils.config import from_dict, json_ready
 from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import append_line, atomic_write_json, atomic_write_text, check_writable
@@ -90,12 +90,16 @@ class SearchConfig:
     one refused). ``reward``: ``arq`` or ``haq`` (default by strategy, ``DEFAULT_REWARD``);
     ``tpe`` proposes policies with Optuna's TPE sampler (multivariate) fitted to every episode
     so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations.
-    ``reward_engine``: how ARQ's reward samples a candidate (``evaluate.REWARD_ENGINES``)."""
+    ``reward_engine``: how ARQ's reward samples a candidate (``evaluate.REWARD_ENGINES``).
+    ``budgets`` (multi-budget mode; ``budget`` then unused): episode e is held to
+    ``budgets[e % len(budgets)]``, and the search keeps the best policy under each budget
+    (``best_policy_<budget>.json``) beside the best overall."""
 
     checkpoint: str
     data: str
     strategy: str = "arq"
     budget: float = 1.5625
+    budgets: tuple[float, ...] = ()
     episodes: int = 40
     warmup: int = 20
     method: str = "lsq"
@@ -145,15 +149,21 @@ class SearchConfig:
                                f"{self.reward_engine!r}")
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
-        if not (math.isfinite(self.budget) and 0 < self.budget <= 100):
-            raise RobustqError(f"budget must lie in (0, 100] % of FP32 BitOPs, got {self.budget}")
+        for b in (self.budget, *self.budgets):
+            if not (math.isfinite(b) and 0 < b <= 100):
+                raise RobustqError(f"budget must lie in (0, 100] % of FP32 BitOPs, got {b}")
+
+    @property
+    def all_budgets(self) -> tuple[float, ...]:
+        """The budgets episodes are held to, in turn."""
+        return self.budgets or (self.budget,)
 
     @property
     def reward_name(self) -> str:
         return self.reward or DEFAULT_REWARD[self.strategy]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return json_ready(asdict(self))
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SearchConfig:
@@ -177,8 +187,9 @@ class Search:
                                   allow_zero=cfg.reward_name != "arq"))
         self.shape = (self.card.in_channels, *self.card.input_size)
         self.table = LayerTable(self.fp, self.shape)
-        self.budget = BitOpsBudget(cfg.budget, cfg.b_min, cfg.b_max)
-        self.budget.check(self.table)
+        self.budgets = [BitOpsBudget(b, cfg.b_min, cfg.b_max) for b in cfg.all_budgets]
+        for budget in self.budgets:
+            budget.check(self.table)
         train = load_dataset(cfg.data, "train")
         if (train.num_classes, train.image_shape[0]) != (self.card.num_classes,
                                                          self.card.in_channels):
@@ -204,7 +215,7 @@ class Search:
               what="search",   # a search recorded before rounds existed ran rounds of one
               identity={"config": lambda c: {"parallel_episodes": 1, "shared": None,
                                              "bn_images": 1024, "fp_cache": None,
-                                             "reward": None, "reward_engine": "eager", **c}})
+                                             "reward": None, "reward_engine": "eager", "budgets": [], **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
@@ -291,6 +302,10 @@ class Search:
                     ep += 1
                     ph.update(ep, label=f"episode {ep}/{episodes} done", best=best["reward"])
         Policy.from_json(best["policy"]).save(self.out / BEST_POLICY)
+        if len(self.cfg.all_budgets) > 1:
+            for budget, line in best_per_budget(read_episodes(self.out),
+                                                self.cfg.all_budgets).items():
+                Policy.from_json(line["policy"]).save(self.out / f"best_policy_{budget:g}.json")
         return best
 
     def _proposal(self, ep: int) -> dict[str, Any]:
@@ -298,7 +313,7 @@ class Search:
         the states and actions the agent will observe (plain lists: saved with the state)."""
         t0 = time.perf_counter()
         states, actions, w, a = self.propose(ep)
-        w, a = self.budget.enforce(self.table, w, a)
+        w, a = self.budgets[ep % len(self.budgets)].enforce(self.table, w, a)
         return {"episode": ep, "states": states.tolist(), "actions": actions.tolist(),
                 "w": w.tolist(), "a": a.tolist(), "policy": self.table.policy(w, a).to_json(),
                 "propose_s": time.perf_counter() - t0}
@@ -379,6 +394,17 @@ class Search:
         final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
         atomic_write_json(self.out / FINAL_FILE, final)
         return final
+
+
+def best_per_budget(lines: list[dict[str, Any]], budgets: tuple[float, ...]
+                    ) -> dict[float, dict[str, Any]]:
+    """The highest-reward episode within each budget (% of FP32 BitOPs), where one is."""
+    out = {}
+    for b in budgets:
+        within = [ln for ln in lines if ln["bitops_percent"] <= b + 1e-9]
+        if within:
+            out[b] = max(within, key=lambda ln: ln["reward"])
+    return out
 
 
 def tpe_bits(table: LayerTable, done: list[dict[str, Any]], cfg: SearchConfig, episode: int
