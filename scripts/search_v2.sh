@@ -18,5 +18,5 @@ out=$OUT_ROOT/${strategy}${reward:+_$reward}_b${BUDGET}_e${episodes}
 robustq search zoo/resnet20_cifar10_sigma0.25_v2.safetensors --data "$DATA" \
   --strategy "$strategy" ${reward:+--reward "$reward"} --budget "$BUDGET" \
   --episodes "$episodes" --warmup "$warmup" --holdout-images 500 --cert-images 500 --n 2000 \
-  --n-p 100 --shared "$SHARED" --reward-engine onnx --fp-cache "$OUT_ROOT/fp_cache_h500" \
+  --n-p 100 --shared "$SHARED" --reward-engine onnx --fp-cache "$OUT_ROOT/fp_cache_v2_h500" \
   --test-images 0 --threads "$THREADS" --out "$out"
