@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -357,3 +358,19 @@ def test_tpe_fits_the_episodes_and_any_strategy_takes_either_reward(fp, tmp_path
     assert all("acr" in ln for ln in lines) and (tmp_path / "r" / "fp_cache").is_dir()
     with pytest.raises(RobustqError, match="unknown reward 'top5'"):
         config(fp, reward="top5")
+
+
+def test_seed_uniform_starts_with_the_widest_uniform_policy_in_budget(fp, tmp_path):
+    from robustq.search.env import action_to_bits
+
+    cfg = config(fp, strategy="arq", episodes=2, warmup=1, budget=5.0, seed_uniform=True)
+    search = Search(cfg, tmp_path / "s")
+    states, actions, w, a = search.uniform_start()
+    table, k = search.table, len(search.table)
+    widest = max(b for b in range(2, 9)
+                 if table.bitops_percent(np.full(k, b), np.full(k, b)) <= 5.0 + 1e-12)
+    assert set(w) == set(a) == {widest}
+    assert {action_to_bits(float(x)) for x in actions} == {widest}
+    search.run()
+    first = json.loads((tmp_path / "s" / "episodes.jsonl").read_text().splitlines()[0])
+    assert {b["w"] for b in first["policy"].values()} == {widest}

@@ -65,6 +65,9 @@ def search_cmd(
     reward_engine: Annotated[str, typer.Option(
         help="how ARQ's reward samples a candidate: eager, or onnx (the deployed integer model "
              "in ONNX Runtime, ~2x faster)")] = SearchConfig.reward_engine,
+    seed_uniform: Annotated[bool, typer.Option(
+        help="start with the widest uniform policy within the budget (the agent learns from it)")]
+    = False,
     fp_cache: Annotated[Path | None, typer.Option(
         help="directory of the FP model's IRS cache, shared between searches with the same "
              "certification settings (default: in --out)")] = None,
@@ -81,7 +84,7 @@ def search_cmd(
                        seed=seed, parallel_episodes=parallel_episodes,
                        shared=None if shared is None else str(shared), bn_images=bn_images,
                        fp_cache=None if fp_cache is None else str(fp_cache), reward=reward,
-                       reward_engine=reward_engine)
+                       reward_engine=reward_engine, seed_uniform=seed_uniform)
     warn_if_all_random(cfg)
     search = Search(cfg, out, where)
     progress = console_progress()

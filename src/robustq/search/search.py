@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,9 @@ class SearchConfig:
     ``reward_engine``: how ARQ's reward samples a candidate (``evaluate.REWARD_ENGINES``).
     ``budgets`` (multi-budget mode; ``budget`` then unused): episode e is held to
     ``budgets[e % len(budgets)]``, and the search keeps the best policy under each budget
-    (``best_policy_<budget>.json``) beside the best overall."""
+    (``best_policy_<budget>.json``) beside the best overall. ``seed_uniform``: the first
+    episode is the widest uniform policy that meets the (first) budget, so the agent's replay
+    buffer and the best-so-far start from the obvious baseline instead of a random policy."""
 
     checkpoint: str
     data: str
@@ -123,6 +125,7 @@ class SearchConfig:
     fp_cache: str | None = None
     reward: str | None = None
     reward_engine: str = "eager"
+    seed_uniform: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -212,10 +215,8 @@ class Search:
         check_writable(self.out)
         claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
                                          "provenance": provenance(cfg.seed, cfg.to_json())},
-              what="search",   # a search recorded before rounds existed ran rounds of one
-              identity={"config": lambda c: {"parallel_episodes": 1, "shared": None,
-                                             "bn_images": 1024, "fp_cache": None,
-                                             "reward": None, "reward_engine": "eager", "budgets": [], **c}})
+              what="search",   # settings added since a search was recorded: their defaults
+              identity={"config": lambda c: {**_defaults(), **c}})
 
     # ----- FullRobustCertify
     def context(self, progress: Progress | None = None) -> RewardContext:
@@ -235,6 +236,18 @@ class Search:
                              self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device,
                              self.cfg.reward_engine, self.card)
 
+    def uniform_start(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The widest uniform policy within the first budget, with the states and the actions
+        (each width's interval midpoint, ``action_to_bits``) an agent would have taken."""
+        c, k = self.cfg, len(self.table)
+        fits = [b for b in range(c.b_min, c.b_max + 1)
+                if self.table.bitops_percent(np.full(k, b), np.full(k, b)) <= c.all_budgets[0] + 1e-12]
+        bits = np.full(k, max(fits, default=c.b_min))
+        action = (bits[0] - c.b_min + 0.5) / (c.b_max - c.b_min + 1)
+        states = self.states.copy()
+        states[1:, 9] = bits[0] / c.b_max                  # every previous action was this width
+        return states, np.full(2 * k, action, np.float32), bits, bits.copy()
+
     @property
     def cache_dir(self) -> Path:
         return Path(self.cfg.fp_cache) if self.cfg.fp_cache else self.out / "fp_cache"
@@ -252,6 +265,8 @@ class Search:
         if c.strategy == "uniform":
             bits = np.full(k, c.uniform_bits)
             return self.states, np.zeros(2 * k, np.float32), bits, bits.copy()
+        if c.seed_uniform and episode == 0 and c.strategy != "uniform":
+            return self.uniform_start()
         if c.strategy == "tpe":
             w, a = tpe_bits(self.table, read_episodes(self.out), c, episode)
             return self.states, np.zeros(2 * k, np.float32), w, a
@@ -394,6 +409,13 @@ class Search:
         final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
         atomic_write_json(self.out / FINAL_FILE, final)
         return final
+
+
+def _defaults() -> dict[str, Any]:
+    """SearchConfig's defaults as JSON: a search recorded before a setting existed ran with its
+    default (e.g. rounds of one), so it still resumes."""
+    return json_ready({f.name: f.default for f in fields(SearchConfig)
+                       if f.default is not MISSING})
 
 
 def best_per_budget(lines: list[dict[str, Any]], budgets: tuple[float, ...]
