@@ -22,8 +22,9 @@ from robustq.cli.common import (
 from robustq.cli.progress import RichTrainReporter, console_progress
 from robustq.cli.train_cmd import DataOpt
 from robustq.search.compare import CompareConfig, run_compare
-from robustq.search.search import STRATEGIES, Search, SearchConfig
+from robustq.search.search import Search, SearchConfig
 from robustq.search.shared import SharedJob, run_shared
+from robustq.search.strategies import STRATEGIES
 from robustq.utils.errors import RobustqError
 
 

@@ -46,7 +46,7 @@ from robustq.quant.finetune import calibration_batches
 from robustq.quant.inference import freeze_quantized
 from robustq.quant.policy import Policy
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
-from robustq.search.env import BitOpsBudget, LayerTable, action_to_bits
+from robustq.search.env import BitOpsBudget, LayerTable
 from robustq.search.evaluate import (
     REWARD_ENGINES,
     RewardContext,
@@ -55,6 +55,7 @@ from robustq.search.evaluate import (
     split_train,
 )
 from robustq.search.shared import load_shared, rebit
+from robustq.search.strategies import STRATEGY_REGISTRY, require_optuna
 from robustq.utils.config import from_dict, json_ready
 from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
@@ -65,10 +66,6 @@ from robustq.utils.provenance import provenance
 from robustq.utils.records import claim, read_record
 from robustq.utils.validate import check_int, check_sigma
 
-STRATEGIES = ("arq", "haq", "random", "uniform", "tpe")
-# the reward a strategy is scored with unless the config names one: ARQ's certified reward for
-# ARQ and for the black-box optimiser run against it (TPE), HAQ's accuracy reward otherwise
-DEFAULT_REWARD = {"arq": "arq", "haq": "haq", "random": "haq", "uniform": "haq", "tpe": "arq"}
 STATE_FILE = "search_state.safetensors"
 EPISODES = "episodes.jsonl"
 CONFIG_FILE = "search.json"
@@ -87,7 +84,7 @@ class SearchConfig:
     quantizing and fine-tuning from FP. ``fp_cache``: where the FP model's IRS cache is kept
     (default: in the search directory), so that searches with the same held-out certification
     settings certify the FP model once between them (a finished cache is read, a different
-    one refused). ``reward``: ``arq`` or ``haq`` (default by strategy, ``DEFAULT_REWARD``);
+    one refused). ``reward``: ``arq`` or ``haq`` (default: the strategy's, ``search.strategies``);
     ``tpe`` proposes policies with Optuna's TPE sampler (multivariate) fitted to every episode
     so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations.
     ``reward_engine``: how ARQ's reward samples a candidate (``evaluate.REWARD_ENGINES``).
@@ -129,8 +126,7 @@ class SearchConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise RobustqError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+        STRATEGY_REGISTRY.get(self.strategy)              # names the known strategies
         if self.episodes < 1 or self.warmup < 0:
             raise RobustqError("episodes must be >= 1 and warm-up >= 0")
         if not 2 <= self.b_min <= self.b_max <= 8:
@@ -163,7 +159,7 @@ class SearchConfig:
 
     @property
     def reward_name(self) -> str:
-        return self.reward or DEFAULT_REWARD[self.strategy]
+        return self.reward or STRATEGY_REGISTRY.get(self.strategy).reward
 
     def to_json(self) -> dict[str, Any]:
         return json_ready(asdict(self))
@@ -209,8 +205,9 @@ class Search:
         self.agent = DDPGAgent(self.states.shape[1], 128 * 2 * len(self.table),
                                DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
+        self.strategy = STRATEGY_REGISTRY.get(cfg.strategy)
         if cfg.strategy == "tpe":
-            _optuna()                                        # installed, before anything is written
+            require_optuna()                                 # installed, before anything is written
         # everything is validated: only now is the output directory touched
         check_writable(self.out)
         claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
@@ -261,27 +258,13 @@ class Search:
     # ----- one episode
     def propose(self, episode: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(states, actions, weight bits, activation bits) before budget enforcement."""
-        c, k = self.cfg, len(self.table)
-        if c.strategy == "uniform":
-            bits = np.full(k, c.uniform_bits)
-            return self.states, np.zeros(2 * k, np.float32), bits, bits.copy()
-        if c.seed_uniform and episode == 0 and c.strategy != "uniform":
+        if self.cfg.seed_uniform and episode == 0 and self.cfg.strategy != "uniform":
             return self.uniform_start()
-        if c.strategy == "tpe":
-            w, a = tpe_bits(self.table, read_episodes(self.out), c, episode)
-            return self.states, np.zeros(2 * k, np.float32), w, a
-        states = self.states.copy()
-        actions = np.zeros(2 * k, np.float32)
-        prev = 0.0
-        for t in range(2 * k):
-            states[t, 9] = prev
-            if c.strategy == "random":
-                actions[t] = self.rng.uniform()
-            else:
-                actions[t] = self.agent.act(states[t], episode)
-            prev = action_to_bits(float(actions[t]), c.b_min, c.b_max) / c.b_max
-        bits = np.array([action_to_bits(float(a), c.b_min, c.b_max) for a in actions])
-        return states, actions, bits[0::2], bits[1::2]
+        return self.strategy.propose(self, episode)
+
+    def episodes_so_far(self) -> list[dict[str, Any]]:
+        """The episodes logged (a strategy that fits them, e.g. TPE, reads them)."""
+        return read_episodes(self.out)
 
     @property
     def episodes_total(self) -> int:
@@ -339,7 +322,7 @@ class Search:
         reward, info, finetune_s, reward_s = result
         ep, w, a = prop["episode"], np.asarray(prop["w"]), np.asarray(prop["a"])
         t0 = time.perf_counter()
-        if self.cfg.strategy in ("arq", "haq"):
+        if self.strategy.learns:
             self.agent.observe_episode(np.asarray(prop["states"], self.states.dtype),
                                        np.asarray(prop["actions"], np.float32)[:, None], reward,
                                        update=ep >= self.cfg.warmup)
@@ -427,36 +410,6 @@ def best_per_budget(lines: list[dict[str, Any]], budgets: tuple[float, ...]
         if within:
             out[b] = max(within, key=lambda ln: ln["reward"])
     return out
-
-
-def tpe_bits(table: LayerTable, done: list[dict[str, Any]], cfg: SearchConfig, episode: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Episode ``episode``'s weight and activation bits from Optuna's TPE sampler (seeded by
-    (seed, episode), multivariate, ``cfg.warmup`` random start-up trials) fitted to the
-    ``done`` episodes (their policies after budget enforcement, and rewards). Rebuilt from the
-    log each time, so a resumed search asks exactly what an uninterrupted one would."""
-    optuna = _optuna()
-    dist = optuna.distributions.IntDistribution(cfg.b_min, cfg.b_max)
-    space = {f"{kind}.{name}": dist for name in table.names for kind in ("w", "a")}
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed * 1_000_003 + episode, multivariate=True,
-                                         n_startup_trials=cfg.warmup)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.add_trials([optuna.trial.create_trial(
-        params={f"{kind}.{name}": bits[kind] for name, bits in ln["policy"].items()
-                for kind in ("w", "a")},
-        distributions=space, value=ln["reward"]) for ln in done])
-    params = study.ask(space).params
-    return (np.array([params[f"w.{n}"] for n in table.names]),
-            np.array([params[f"a.{n}"] for n in table.names]))
-
-
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise RobustqError("the tpe strategy needs Optuna: pip install 'robustq[search]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
 
 
 def read_state(search_dir: Path) -> dict[str, Any]:

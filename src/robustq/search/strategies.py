@@ -1,0 +1,114 @@
+"""Search strategies: how an episode's policy is proposed, registered by name (``STRATEGIES``).
+
+A strategy is a ``Strategy``: ``propose(search, episode)`` gives (states, actions, weight bits,
+activation bits) before budget enforcement; ``reward`` is the reward it is scored with unless
+the search names another; ``learns`` says whether the DDPG agent observes its episodes. The
+search passed in is duck-typed (``table``, ``states``, ``cfg``, ``rng``, ``agent`` and
+``episodes_so_far()``), so this module does not depend on ``search.search``.
+
+- ``arq``: HAQ's DDPG agent, one action per layer and kind, scored by ARQ's certified reward.
+- ``haq``: the same agent scored by HAQ's accuracy reward.
+- ``random``: uniform random actions (a baseline at equal evaluations).
+- ``uniform``: every layer at ``uniform_bits`` (one episode).
+- ``tpe``: Optuna's TPE sampler fitted to every episode so far (the black-box baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from robustq.search.env import LayerTable, action_to_bits
+from robustq.utils.errors import RobustqError
+from robustq.utils.registry import Registry
+
+Proposal = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    propose: Callable[[Any, int], Proposal]
+    reward: str
+    learns: bool = False
+
+
+STRATEGY_REGISTRY: Registry[Strategy] = Registry("strategy")
+
+
+def _by_actions(search: Any, act: Callable[[np.ndarray, int], float]) -> Proposal:
+    """One action per step (weight bits, then activation bits, layer by layer), each step's
+    state carrying the previous action's bits (HAQ's environment)."""
+    c = search.cfg
+    states = search.states.copy()
+    actions = np.zeros(len(states), np.float32)
+    prev = 0.0
+    for t in range(len(states)):
+        states[t, 9] = prev
+        actions[t] = act(states[t], t)
+        prev = action_to_bits(float(actions[t]), c.b_min, c.b_max) / c.b_max
+    bits = np.array([action_to_bits(float(a), c.b_min, c.b_max) for a in actions])
+    return states, actions, bits[0::2], bits[1::2]
+
+
+def _agent(search: Any, episode: int) -> Proposal:
+    return _by_actions(search, lambda state, t: search.agent.act(state, episode))
+
+
+def _random(search: Any, episode: int) -> Proposal:
+    return _by_actions(search, lambda state, t: search.rng.uniform())
+
+
+def _fixed(search: Any, w: np.ndarray, a: np.ndarray) -> Proposal:
+    return search.states, np.zeros(len(search.states), np.float32), w, a
+
+
+def _uniform(search: Any, episode: int) -> Proposal:
+    bits = np.full(len(search.table), search.cfg.uniform_bits)
+    return _fixed(search, bits, bits.copy())
+
+
+def _tpe(search: Any, episode: int) -> Proposal:
+    return _fixed(search, *tpe_bits(search.table, search.episodes_so_far(), search.cfg, episode))
+
+
+for _name, _strategy in {"arq": Strategy(_agent, "arq", learns=True),
+                         "haq": Strategy(_agent, "haq", learns=True),
+                         "random": Strategy(_random, "haq"),
+                         "uniform": Strategy(_uniform, "haq"),
+                         "tpe": Strategy(_tpe, "arq")}.items():
+    STRATEGY_REGISTRY.register(_name)(_strategy)
+STRATEGIES = tuple(STRATEGY_REGISTRY.names())
+
+
+def tpe_bits(table: LayerTable, done: list[dict[str, Any]], cfg: Any, episode: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Episode ``episode``'s weight and activation bits from Optuna's TPE sampler (seeded by
+    (seed, episode), multivariate, ``cfg.warmup`` random start-up trials) fitted to the
+    ``done`` episodes (their policies after budget enforcement, and rewards). Rebuilt from the
+    log each time, so a resumed search asks exactly what an uninterrupted one would."""
+    optuna = require_optuna()
+    dist = optuna.distributions.IntDistribution(cfg.b_min, cfg.b_max)
+    space = {f"{kind}.{name}": dist for name in table.names for kind in ("w", "a")}
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed * 1_000_003 + episode, multivariate=True,
+                                         n_startup_trials=cfg.warmup)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.add_trials([optuna.trial.create_trial(
+        params={f"{kind}.{name}": bits[kind] for name, bits in ln["policy"].items()
+                for kind in ("w", "a")},
+        distributions=space, value=ln["reward"]) for ln in done])
+    params = study.ask(space).params
+    return (np.array([params[f"w.{n}"] for n in table.names]),
+            np.array([params[f"a.{n}"] for n in table.names]))
+
+
+def require_optuna() -> Any:
+    """Optuna (the ``search`` extra), quiet; refused in one line if not installed."""
+    try:
+        import optuna
+    except ImportError:
+        raise RobustqError("the tpe strategy needs Optuna: pip install 'robustq[search]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
