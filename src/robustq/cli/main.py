@@ -25,6 +25,7 @@ OVERVIEW = {
     "bench": "Benchmark adversarial, natural and systematic robustness of quantized models.",
     "search": "Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test "
               "split.",
+    "shared": "Train one weight-sharing quantized model for cheap search episodes.",
     "compare": "Evaluate FP32 and a list of policies/checkpoints identically on the test split.",
     "amplification": "Per-layer error amplification of adversarial perturbations (Lin et al. "
                      "2019).",

@@ -175,8 +175,10 @@ def shared_cmd(
     threads: ThreadsOpt = None,
     device: DeviceOpt = SharedJob.device,
 ) -> None:
-    """Train one weight-sharing quantized model (a random policy each step) for cheap search
-    episodes (`robustq search --shared`)."""
+    """Train one weight-sharing quantized model for cheap search episodes.
+
+    Each training step runs a random per-layer policy; `robustq search --shared` then re-bits
+    this one model for every candidate instead of fine-tuning it."""
     set_threads(threads)
     job = SharedJob(checkpoint=str(checkpoint), data=data, budgets=(budget_low, budget_high),
                     epochs=epochs, lr=lr, train_images=train_images, distill=distill,
