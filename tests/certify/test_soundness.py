@@ -134,3 +134,14 @@ def test_irs_replays_in_the_cache_chunks_whatever_the_caller_uses():
     other = Smooth(f, 2, SIGMA, batch_size=100, chunk=100)     # f_p = f, sampled in other chunks
     irs = irs_certify_many(other, xs, entries, 200, None, 0.01, 0.99)
     assert all(c.disagreements == 0 for c in irs)
+
+
+def test_irs_bound_below_zero_is_reported_as_zero_and_abstains():
+    f = ThresholdClassifier(0.7, SIGMA)
+    smooth = Smooth(f, 2, SIGMA, batch_size=250, chunk=100)
+    xs = torch.zeros(2, 1, 1, 2)
+    _, preds = smooth.certify_many(xs, 10, 200, 0.01, seeds=[4, 5], record=True)
+    entries = [CacheEntry(0, 0.55, s, 1 - preds[i], chunk=100, alpha=0.01)   # f_p != f always
+               for i, s in enumerate([4, 5])]
+    irs = irs_certify_many(smooth, xs, entries, 50, 0.01, 0.01, 0.99)
+    assert all(c.prediction == ABSTAIN and c.p_lower == 0.0 and c.zeta > 0.55 for c in irs)

@@ -109,7 +109,8 @@ def irs_certify_many(smooth_p: Smooth, xs: torch.Tensor, entries: Sequence[Cache
     if low:
         zeta, n_d = estimate_zeta(smooth_p, xs[low], [entries[i] for i in low], n_p, alpha_zeta)
         for i, z, d in zip(low, zeta, n_d, strict=True):
-            e, p = entries[i], entries[i].p_lower - float(z)
+            # a lower bound on a probability: below 0 it says no more than 0 does
+            e, p = entries[i], max(entries[i].p_lower - float(z), 0.0)
             out[i] = (IRSCertificate(e.c_a, float(radius_from_p(p, smooth_p.sigma)), p, -1, n_p,
                                      float(z), int(d)) if p > 0.5 else
                       IRSCertificate(ABSTAIN, 0.0, p, -1, n_p, float(z), int(d)))
