@@ -27,6 +27,25 @@ from robustq.search.shared import SharedJob, run_shared
 from robustq.search.strategies import STRATEGIES
 from robustq.utils.errors import RobustqError
 
+BudgetsOpt = Annotated[str | None, typer.Option(
+    help="multi-budget mode: comma-separated budgets the episodes take in turn, e.g. "
+         "1.0,1.5625,2.5 (best policy kept per budget; --budget unused)")]
+SharedOpt = Annotated[Path | None, typer.Option(
+    help="a weight-sharing model of CHECKPOINT (`robustq shared`): episodes re-bit it instead "
+         "of fine-tuning")]
+BnImagesOpt = Annotated[int, typer.Option(
+    help="with --shared: images the BatchNorm statistics are re-estimated on")]
+RewardOpt = Annotated[str | None, typer.Option(
+    help="arq (certified, IRS) or haq (clean accuracy); default: the strategy's")]
+RewardEngineOpt = Annotated[str, typer.Option(
+    help="how ARQ's reward samples a candidate: eager, or onnx (the deployed integer model in "
+         "ONNX Runtime, 1.3-2.2x faster here)")]
+SeedUniformOpt = Annotated[bool, typer.Option(
+    help="start with the widest uniform policy within the budget (the agent learns from it)")]
+FpCacheOpt = Annotated[Path | None, typer.Option(
+    help="directory of the FP model's IRS cache, shared between searches with the same "
+         "certification settings (default: in --out)")]
+
 
 @friendly_errors
 @on_machine
@@ -38,9 +57,7 @@ def search_cmd(
     = "arq",
     budget: Annotated[float, typer.Option(help="BitOPs budget, % of FP32 (4/4 = 1.5625)")]
     = 1.5625,
-    budgets: Annotated[str | None, typer.Option(
-        help="multi-budget mode: comma-separated budgets the episodes take in turn, e.g. "
-             "1.0,1.5625,2.5 (best policy kept per budget; --budget unused)")] = None,
+    budgets: BudgetsOpt = None,
     episodes: Annotated[int, typer.Option(help="policies evaluated (the first --warmup are random)")] = 40,
     warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes")] = 20,
     method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
@@ -56,27 +73,17 @@ def search_cmd(
     test_n: Annotated[int, typer.Option(help="final samples per image")] = 10_000,
     parallel_episodes: Annotated[int, typer.Option(help="policies proposed per agent round, "
                                                    "scored side by side by the workers")] = 1,
-    shared: Annotated[Path | None, typer.Option(
-        help="a weight-sharing model of CHECKPOINT (`robustq shared`): episodes re-bit it "
-             "instead of fine-tuning")] = None,
-    bn_images: Annotated[int, typer.Option(help="with --shared: images the BatchNorm "
-                                           "statistics are re-estimated on")] = SearchConfig.bn_images,
-    reward: Annotated[str | None, typer.Option(
-        help="arq (certified, IRS) or haq (clean accuracy); default: the strategy's")] = None,
-    reward_engine: Annotated[str, typer.Option(
-        help="how ARQ's reward samples a candidate: eager, or onnx (the deployed integer model "
-             "in ONNX Runtime, ~2x faster)")] = SearchConfig.reward_engine,
-    seed_uniform: Annotated[bool, typer.Option(
-        help="start with the widest uniform policy within the budget (the agent learns from it)")]
-    = False,
-    fp_cache: Annotated[Path | None, typer.Option(
-        help="directory of the FP model's IRS cache, shared between searches with the same "
-             "certification settings (default: in --out)")] = None,
+    shared: SharedOpt = None,
+    bn_images: BnImagesOpt = SearchConfig.bn_images,
+    reward: RewardOpt = None,
+    reward_engine: RewardEngineOpt = SearchConfig.reward_engine,
+    seed_uniform: SeedUniformOpt = False,
+    fp_cache: FpCacheOpt = None,
     seed: SeedOpt = 0,
     machine: Machine = None,
 ) -> None:
     """Search per-layer bit-widths under a BitOPs budget; evaluate the best on the test split."""
-    where, executor = machine.device, machine.executor
+    where = machine.device
     cfg = SearchConfig(checkpoint=str(checkpoint), data=data, strategy=strategy, budget=budget,
                        budgets=parse_budgets(budgets),
                        episodes=episodes, warmup=warmup, method=method, sigma=sigma,
@@ -87,15 +94,19 @@ def search_cmd(
                        fp_cache=None if fp_cache is None else str(fp_cache), reward=reward,
                        reward_engine=reward_engine, seed_uniform=seed_uniform)
     warn_if_all_random(cfg)
-    search = Search(cfg, out, where)
+    search_and_finish(Search(cfg, out, where), machine, test_images, test_n)
+
+
+def search_and_finish(search: Search, machine: Machine, test_images: int, test_n: int) -> None:
+    """Run the episodes, then (unless ``test_images`` is 0) the best policy on the test split."""
     progress = console_progress()
-    best = search.run(progress, executor)
+    best = search.run(progress, machine.executor)
     console.print(f"best reward {best['reward']:.4f} at episode {best['episode']} "
                   f"({best['bitops_percent']:.3f}% BitOPs)")
     if test_images > 0:
-        final = search.finish(test_images, test_n, progress=progress, executor=executor)
+        final = search.finish(test_images, test_n, progress=progress, executor=machine.executor)
         console.print(f"test: clean {final['clean_accuracy']:.3f}, smoothed "
-                      f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {out}")
+                      f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {search.out}")
 
 
 def parse_budgets(text: str | None) -> tuple[float, ...]:
@@ -138,7 +149,7 @@ def compare_cmd(
     machine: Machine = None,
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
-    where, executor = machine.device, machine.executor
+    where = machine.device
     cfg = CompareConfig(checkpoint=str(checkpoint),
                         candidates=tuple(map(str, candidates or ())), data=data,
                         method=method, finetune_images=finetune_images,
@@ -150,7 +161,7 @@ def compare_cmd(
                       f"{r['smoothed_accuracy']:.3f} ACR {r['acr']:.3f} "
                       f"BitOPs {r['bitops_percent']:.3f}%")
 
-    run_compare(cfg, out, console_progress(), where, on_row=show, executor=executor)
+    run_compare(cfg, out, console_progress(), where, on_row=show, executor=machine.executor)
     console.print(f"-> {out / 'compare.csv'}")
 
 
