@@ -244,3 +244,14 @@ def test_pareto_front_by_hand():
     lines = [ep(2, 0.3, 0.7, 1.0), ep(3, 0.4, 0.7, 1.5), ep(4, 0.35, 0.6, 1.5),  # 4: dominated
              ep(5, 0.4, 0.8, 2.0), ep(6, 0.4, 0.8, 2.5)]                          # 6: dominated
     assert [f["policy"]["l"]["w"] for f in pareto_front(lines)] == [2, 3, 5]
+
+
+def test_the_report_reads_a_shared_run_as_a_model(shared, tmp_path):
+    from robustq.report import build_report
+    from robustq.report.collect import discover
+
+    records = discover([shared])
+    assert [r.kind for r in records] == ["model"] and not records[0].missing
+    done = build_report([shared], tmp_path / "r.html")
+    assert len(done["runs"]) == 1 and not done["missing"]
+    assert "lsq_shared" in (tmp_path / "r.html").read_text()

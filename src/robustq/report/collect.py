@@ -188,9 +188,9 @@ def load_amplification(path: Path, name: str) -> RunRecord:
 
 def load_run(path: Path, name: str) -> RunRecord:
     """A directory with ``run.json``, read by its kind: a certification (``certify``, ``irs``)
-    or a model-making run (``train``, ``quantize``: its checkpoint, once there)."""
+    or a model-making run (``train``, ``quantize``, ``shared``: its checkpoint, once there)."""
     kind = _json(path / RUN).get("kind", "certify")
-    if kind in ("train", "quantize"):
+    if kind in ("train", "quantize", "shared"):
         if not (path / CHECKPOINT).is_file():
             rec = RunRecord("model", name, path, {}, sources=[path / RUN])
             rec.missing.append(f"{name}: the {kind} run has not finished (no model.safetensors)")
