@@ -15,6 +15,7 @@ from robustq.quant.workflow import QuantizeJob, TrainJob
 from robustq.report.demo import DemoConfig
 from robustq.search.compare import CompareConfig
 from robustq.search.ddpg import DDPGConfig
+from robustq.search.evaluate import episode_config
 from robustq.search.search import SearchConfig
 from robustq.search.shared import SharedJob
 from robustq.utils.errors import RobustqError
@@ -28,6 +29,7 @@ CONFIGS = [
     DDPGConfig(hidden=64, warmup_episodes=5, sigma0=0.3),
     DemoConfig(data="embedded", episodes=3, warmup=1, corruptions=("fog",), bench_bits=(2, 8)),
     TrainConfig(arch="resnet20", epochs=3, sigma=0.12, max_images=100, distill=0.5),
+    episode_config(0.25, lr=2e-3, seed=3),
     SearchConfig(checkpoint="m.safetensors", data="embedded", strategy="haq", budget=2.5,
                  episodes=9, warmup=3, shared="s.safetensors", bn_images=256),
     SharedJob(checkpoint="m.safetensors", budgets=(1.0, 2.0), b_max=6, uniform_share=0.5,

@@ -5,7 +5,7 @@ import torch
 
 from robustq.models import ModelCard, load_checkpoint
 from robustq.models.augment import gaussian_noise, random_crop, random_flip
-from robustq.models.train import TrainConfig, TrainReporter, lr_at, train
+from robustq.models.train import TrainConfig, TrainReporter, fit, lr_at, train
 from robustq.utils.errors import RobustqError
 
 CFG = dict(arch="small_cnn", epochs=3, batch_size=16, lr=0.05, sigma=0.1, crop_padding=1,
@@ -154,3 +154,39 @@ def test_distillation_loss_is_zero_at_the_teacher_and_positive_elsewhere():
     x = torch.rand(16, 3, 8, 8)
     assert float(distillation_loss(teacher(x), teacher, x, 2.0)) == pytest.approx(0, abs=1e-6)
     assert float(distillation_loss(torch.zeros(16, 2), teacher, x, 2.0)) > 0.1
+
+
+def test_fit_is_trains_loop_without_the_files(tmp_path, tiny_rgb_dataset):
+    """fit (in memory) and train (checkpointed) run the same loop: equal weights from equal
+    starts; one explicit generator gives another, reproducible, stream."""
+    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**CFG)
+    torch.manual_seed(0)
+    on_disk = card.build()
+    train(on_disk, card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path)
+    models = []
+    for gen in (None, torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)):
+        torch.manual_seed(0)
+        models.append(card.build())
+        records = fit(models[-1], tiny_rgb_dataset, cfg, generator=gen)
+        assert [r["epoch"] for r in records] == [1, 2, 3]
+    in_memory, one_stream, again = (m.state_dict().values() for m in models)
+    pairs = list(zip(on_disk.state_dict().values(), in_memory, strict=True))
+    assert all(torch.equal(a, b) for a, b in pairs)
+    pairs = list(zip(one_stream, again, strict=True))
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not torch.equal(next(models[0].parameters()), next(models[1].parameters()))
+
+
+def test_constant_schedule_and_plain_momentum_round_trip():
+    cfg = TrainConfig(schedule="constant", lr=0.02, nesterov=False)
+    assert {lr_at(cfg, s, 50) for s in range(50)} == {0.02}
+    assert TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+
+
+def test_an_earlier_run_is_continued_only_when_asked(tmp_path):
+    from robustq.models.train import STATE_FILE, refuse_unasked_resume
+    refuse_unasked_resume(tmp_path, resume=False)          # nothing there yet
+    (tmp_path / STATE_FILE).write_bytes(b"")
+    refuse_unasked_resume(tmp_path, resume=True)
+    with pytest.raises(RobustqError, match="earlier run; pass --resume"):
+        refuse_unasked_resume(tmp_path, resume=False)

@@ -33,7 +33,7 @@ from robustq.utils.progress import silent
 from robustq.utils.provenance import provenance
 from robustq.utils.validate import check_sigma
 
-SCHEDULES = ("cosine", "step", "onecycle")
+SCHEDULES = ("cosine", "step", "onecycle", "constant")
 STATE_FILE = "train_state.safetensors"
 FINAL_FILE = "model.safetensors"
 
@@ -47,6 +47,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = True              # Nesterov momentum (when momentum > 0)
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
     sigma: float = 0.25
@@ -104,6 +105,8 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     t = step / max(total, 1)
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "constant":
+        return cfg.lr
     if cfg.schedule == "step":
         return cfg.lr * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
     # one-cycle (Smith 2018, as torch's OneCycleLR): cosine up from lr/25 over 30%, then
@@ -195,7 +198,8 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     eval_ds = test_ds.spread(cfg.eval_images)      # every class, even in class-sorted data
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        record = _run_epoch(model, opt, cfg, data, epoch, reporter, extra_loss, teacher)
+        record = _run_epoch(model, opt, cfg, data, epoch, _epoch_generator(cfg.seed, epoch),
+                            reporter, extra_loss, teacher)
         elapsed += time.perf_counter() - t0
         record["epoch_s"] = round(time.perf_counter() - t0, 2)
         if len(eval_ds):
@@ -221,13 +225,37 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     return meta
 
 
+def fit(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
+        generator: torch.Generator | None = None,
+        reporter: TrainReporter | None = None) -> list[dict[str, Any]]:
+    """``cfg.epochs`` epochs of :func:`train`'s loop on ``model`` in place, in memory: no files,
+    no evaluation, no resume (for short fine-tunes such as a search episode's). ``generator``
+    draws every random choice of all epochs from one stream (default: :func:`train`'s per-epoch
+    generators). The model is left in train mode on its own device; returns the epoch records."""
+    _check_inputs(model, train_ds, cfg, None)
+    cfg = cfg.for_images(train_ds.image_shape[0])
+    opt, data = _optimizer(model, cfg), train_ds.tensors()
+    return [_run_epoch(model, opt, cfg, data, e, generator or _epoch_generator(cfg.seed, e),
+                       reporter or TrainReporter(), None) for e in range(cfg.epochs)]
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum; weight decay on conv/linear weights only."""
+    """SGD (Nesterov momentum unless ``cfg.nesterov`` is off); weight decay on conv/linear
+    weights only."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                             {"params": no_decay, "weight_decay": 0.0}],
-                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+                           lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+def refuse_unasked_resume(out: Path, resume: bool) -> None:
+    """Refuse to start over a run in ``out`` (its per-epoch state exists) unless ``resume``:
+    called before anything is written, so an earlier run is never overwritten by mistake."""
+    if not resume and (out / STATE_FILE).is_file():
+        raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
+                           "use a new output directory")
 
 
 def same_config(recorded: Any, cfg: TrainConfig) -> bool:
@@ -271,15 +299,14 @@ def distillation_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor,
 
 
 def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
-               data: tuple[torch.Tensor, torch.Tensor], epoch: int, reporter: TrainReporter,
-               extra_loss: Callable[[nn.Module], torch.Tensor] | None,
+               data: tuple[torch.Tensor, torch.Tensor], epoch: int, gen: torch.Generator,
+               reporter: TrainReporter, extra_loss: Callable[[nn.Module], torch.Tensor] | None,
                teacher: nn.Module | None = None) -> dict[str, Any]:
-    """One epoch of noisy SGD, every random choice from ``_epoch_generator(seed, epoch)``."""
+    """One epoch of noisy SGD, every random choice (order, crops, flips, noise) from ``gen``."""
     x_all, y_all = data
     n = len(y_all)
     steps = math.ceil(n / cfg.batch_size)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    gen = _epoch_generator(cfg.seed, epoch)
     perm = torch.randperm(n, generator=gen)
     device = module_device(model)
     if teacher is not None:

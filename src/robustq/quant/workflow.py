@@ -19,7 +19,7 @@ from robustq.data import load_dataset
 from robustq.data.dataset import ImageDataset
 from robustq.models.base import set_activation_bound
 from robustq.models.checkpoint import ModelCard
-from robustq.models.train import FINAL_FILE, STATE_FILE, TrainConfig, TrainReporter, train
+from robustq.models.train import FINAL_FILE, TrainConfig, TrainReporter, refuse_unasked_resume, train
 from robustq.quant.checkpoint import load_model
 from robustq.quant.cost import model_cost
 from robustq.quant.defensive import lipschitz_penalty
@@ -111,12 +111,6 @@ def _model_to_train(job: TrainJob, train_ds: ImageDataset) -> tuple[torch.nn.Mod
     return card.build(), card
 
 
-def _refuse_unasked_resume(out: Path, resume: bool) -> None:
-    if not resume and (out / STATE_FILE).is_file():
-        raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
-                           "use a new output directory")
-
-
 def run_train(job: TrainJob, out: str | Path, resume: bool = False,
               reporter: TrainReporter | None = None, say: Callable[[str], None] = say_nothing) -> Trained:
     """Train as ``job`` says into ``out`` (per-epoch state, log.jsonl, model.safetensors,
@@ -132,7 +126,7 @@ def run_train(job: TrainJob, out: str | Path, resume: bool = False,
     job = dataclasses.replace(job, train=cfg)
     seed_everything(cfg.seed)
     model, card = _model_to_train(job, train_ds)
-    _refuse_unasked_resume(out, resume)
+    refuse_unasked_resume(out, resume)
     start_run(out, "train", job.to_json(), cfg.seed, {"init": cfg.init} if cfg.init else None)
     say(f"training {cfg.arch} on {train_ds.source} ({len(train_ds)} train, {len(test_ds)} test "
         f"images), sigma={cfg.sigma}, {cfg.epochs} epochs -> {out}")
@@ -272,7 +266,7 @@ def run_quantize(job: QuantizeJob, out: str | Path, resume: bool = False,
         train_ds = train_ds.spread(job.train_images)
     sigma = float(meta.get("sigma", 0.0)) if job.sigma is None else job.sigma
     cfg = job.train_config(card, sigma)
-    _refuse_unasked_resume(out, resume)
+    refuse_unasked_resume(out, resume)
     start_run(out, "quantize", job.to_json(), job.seed, {"checkpoint": job.checkpoint})
     say(f"quantizing {card.arch} with {job.method}, BitOPs {bitops:.2f}% of FP32, fine-tuning "
         f"{job.epochs} epoch(s) at sigma={sigma} -> {out}")

@@ -27,11 +27,11 @@ from robustq.certify.run import CertifyConfig, irs_certify_dataset
 from robustq.data.dataset import ImageDataset
 from robustq.models.checkpoint import ModelCard
 from robustq.models.evaluate import evaluate
+from robustq.models.train import TrainConfig, fit
 from robustq.quant.checkpoint import save_quantized
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.policy import Policy
 from robustq.quant.quantize import quantize
-from robustq.utils.device import module_device
 from robustq.utils.errors import RobustqError
 
 
@@ -46,28 +46,25 @@ def split_train(train: ImageDataset, finetune_images: int, holdout_images: int,
             train.subset(np.sort(perm[finetune_images:finetune_images + holdout_images])))
 
 
+def episode_config(sigma: float, lr: float = 1e-3, batch_size: int = 128,
+                   seed: int = 0) -> TrainConfig:
+    """HAQ's short fine-tune, noisy for smoothing: one epoch of plain SGD (momentum 0.9, no
+    Nesterov, no weight decay) at the constant ``lr``, random flips for RGB images and
+    N(0, sigma^2) noise, no crops. A :class:`TrainConfig`: the same loop as every training."""
+    return TrainConfig(epochs=1, batch_size=batch_size, lr=lr, momentum=0.9, nesterov=False,
+                       weight_decay=0.0, schedule="constant", sigma=sigma, crop_padding=0,
+                       seed=seed, eval_images=0)
+
+
 def finetune(qmodel: nn.Module, ds: ImageDataset, sigma: float, lr: float = 1e-3,
              batch_size: int = 128, seed: int = 0) -> nn.Module:
-    """One epoch of SGD (momentum 0.9) over ``ds`` with N(0, sigma^2) noise and random flips
-    (HAQ's short fine-tune, noisy for smoothing); seeded by ``seed``; in place."""
-    if len(ds) == 0:
-        return qmodel.eval()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD([p for p in qmodel.parameters() if p.requires_grad], lr=lr, momentum=0.9)
-    qmodel.train()
-    device = module_device(qmodel)       # noise and flips drawn on the CPU: the same everywhere
-    order = torch.randperm(len(ds), generator=gen)
-    for i in range(0, len(ds), batch_size):
-        x, y = ds.tensors(order[i:i + batch_size].numpy())
-        if x.shape[1] == 3:
-            flip = torch.rand(len(x), generator=gen) < 0.5
-            x[flip] = x[flip].flip(3)
-        x = (x + sigma * torch.randn(x.shape, generator=gen)).to(device)
-        loss = nn.functional.cross_entropy(qmodel(x.contiguous(memory_format=torch.channels_last)),
-                                           y.to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    """The episode recipe (:func:`episode_config`) on ``qmodel`` over ``ds``, in place; every
+    random choice from one generator seeded by ``seed``. Returns the model in eval mode."""
+    if len(ds) > 0:
+        # one stream seeded by ``seed`` (not train's per-epoch seeding): the episodes of
+        # searches run before the loops were merged reproduce exactly
+        fit(qmodel, ds, episode_config(sigma, lr, batch_size, seed),
+            generator=torch.Generator().manual_seed(seed))
     return qmodel.eval()
 
 

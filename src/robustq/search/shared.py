@@ -29,7 +29,7 @@ from torch import nn
 
 from robustq.data import load_dataset
 from robustq.models import ModelCard
-from robustq.models.train import FINAL_FILE, TrainConfig, TrainReporter, train
+from robustq.models.train import FINAL_FILE, TrainConfig, TrainReporter, refuse_unasked_resume, train
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.layers import quantizable_layers
@@ -160,9 +160,7 @@ def run_shared(job: SharedJob, out: str | Path, resume: bool = False,
         train_ds = train_ds.spread(job.train_images)
     sigma = float(meta.get("sigma", 0.0)) if job.sigma is None else job.sigma
     cfg = job.train_config(card, sigma)
-    if (out / "train_state.safetensors").exists() and not resume:
-        raise RobustqError(f"{out}: holds an earlier run; pass --resume to continue it or "
-                           "choose a new output directory")
+    refuse_unasked_resume(out, resume)
     reference = uniform_policy(fp, job.reference_bits, job.reference_bits, None,
                                first_input_fp=False)
     qmodel = quantize(fp, reference, SHARED_METHOD,
