@@ -10,7 +10,15 @@ import typer
 
 from robustq.bench.runner import FAMILIES, METHODS, BenchConfig, BenchRun
 from robustq.bench.tables import summarize_run
-from robustq.cli.common import Machine, SeedOpt, console, friendly_errors, on_machine
+from robustq.cli.common import (
+    FpCheckpointArg,
+    Machine,
+    OutDirOpt,
+    SeedOpt,
+    console,
+    friendly_errors,
+    on_machine,
+)
 from robustq.cli.progress import console_progress
 from robustq.cli.train_cmd import DataOpt
 from robustq.utils.validate import parse_int, parse_names, parse_numbers
@@ -19,8 +27,8 @@ from robustq.utils.validate import parse_int, parse_names, parse_numbers
 @friendly_errors
 @on_machine
 def bench_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
-    out: Annotated[Path, typer.Option(help="output directory (resumable)")],
+    checkpoint: FpCheckpointArg,
+    out: OutDirOpt,
     data: DataOpt = "embedded",
     methods: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(METHODS))]
     = ",".join(METHODS),

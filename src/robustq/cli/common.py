@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -41,6 +42,8 @@ RayOpt = Annotated[str | None, typer.Option(
     "--ray", help="run the units of work on a Ray cluster: auto (the running one), HOST:PORT, or "
     "local (start one here); needs pip install 'robustq[ray]'")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads")]
+FpCheckpointArg = Annotated[Path, typer.Argument(help="FP robustq checkpoint")]
+OutDirOpt = Annotated[Path, typer.Option(help="output directory (resumable)")]
 SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "
                                       "recorded in the run")]
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from robustq.cli.common import SeedOpt, ThreadsOpt, console, friendly_errors, set_threads
+from robustq.cli.common import OutDirOpt, SeedOpt, ThreadsOpt, console, friendly_errors, set_threads
 from robustq.cli.progress import console_progress
 from robustq.report.demo import DemoConfig, run_demo
 from robustq.report.headline import compare_sentences
@@ -16,7 +16,7 @@ from robustq.report.headline import compare_sentences
 
 @friendly_errors
 def demo_cmd(
-    out: Annotated[Path, typer.Option(help="output directory (resumable)")] = Path("runs/demo"),
+    out: OutDirOpt = Path("runs/demo"),
     episodes: Annotated[int, typer.Option(help="ARQ search episodes")] = DemoConfig.episodes,
     test_images: Annotated[int, typer.Option(help="test images certified")]
     = DemoConfig.test_images,

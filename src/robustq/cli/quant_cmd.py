@@ -12,6 +12,7 @@ from robustq.cli.common import (
     NOTHING,
     RESUME,
     DeviceOpt,
+    FpCheckpointArg,
     SeedOpt,
     ThreadsOpt,
     console,
@@ -52,7 +53,7 @@ FirstLastOpt = Annotated[int | None, typer.Option(help="bits of first and last l
 
 @friendly_errors(on_interrupt=RESUME)
 def quantize_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
+    checkpoint: FpCheckpointArg,
     out: Annotated[Path, typer.Option(help="output directory")],
     data: DataOpt = QuantizeJob.data,
     policy: PolicyOpt = None,

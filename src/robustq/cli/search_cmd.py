@@ -11,7 +11,9 @@ import typer
 from robustq.cli.common import (
     RESUME,
     DeviceOpt,
+    FpCheckpointArg,
     Machine,
+    OutDirOpt,
     SeedOpt,
     ThreadsOpt,
     console,
@@ -50,8 +52,8 @@ FpCacheOpt = Annotated[Path | None, typer.Option(
 @friendly_errors
 @on_machine
 def search_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
-    out: Annotated[Path, typer.Option(help="output directory (resumable)")],
+    checkpoint: FpCheckpointArg,
+    out: OutDirOpt,
     data: DataOpt = "embedded",
     strategy: Annotated[str, typer.Option(help="reward/strategy: " + ", ".join(STRATEGIES))]
     = "arq",
@@ -167,7 +169,7 @@ def compare_cmd(
 
 @friendly_errors(on_interrupt=RESUME)
 def shared_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="FP robustq checkpoint")],
+    checkpoint: FpCheckpointArg,
     out: Annotated[Path, typer.Option(help="output directory")],
     data: DataOpt = SharedJob.data,
     budget_low: Annotated[float, typer.Option(help="lowest BitOPs budget of the sampled "

@@ -31,7 +31,7 @@ from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.progress import silent
 from robustq.utils.provenance import provenance
-from robustq.utils.validate import check_sigma
+from robustq.utils.validate import check_sigma, require
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 STATE_FILE = "train_state.safetensors"
@@ -81,9 +81,7 @@ class TrainConfig:
              f"distill_temperature must lie in (0, 100], got {self.distill_temperature}"),
         ]
         check_sigma(self.sigma, "sigma", allow_zero=True)
-        for ok, msg in checks:
-            if not ok:
-                raise RobustqError(msg)
+        require(checks)
 
     def for_images(self, channels: int) -> TrainConfig:
         """This config with the augmentation left to the image type made explicit."""

@@ -33,7 +33,7 @@ from robustq.utils.io import file_sha256
 from robustq.utils.progress import say_nothing
 from robustq.utils.records import finish_run, start_run
 from robustq.utils.seeding import seed_everything
-from robustq.utils.validate import check_sigma
+from robustq.utils.validate import check_sigma, require
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,22 @@ def check_fits(model: torch.nn.Module, ds: ImageDataset, checkpoint: str | Path)
     if ds.image_shape[0] != model.in_channels:
         raise RobustqError(f"{ds.source}: {ds.image_shape[0]}-channel images but {checkpoint} "
                            f"expects {model.in_channels}")
+
+
+def fine_tuning_data(data: str, model: torch.nn.Module, checkpoint: str | Path,
+                     train_images: int | None) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test splits of ``data`` for fine-tuning ``model`` (checked to fit it), the
+    train split cut to ``train_images`` evenly spaced images when given."""
+    train_ds, test_ds = load_dataset(data, "train"), load_dataset(data, "test")
+    check_fits(model, train_ds, checkpoint)
+    if train_images is not None:
+        train_ds = train_ds.spread(train_images)
+    return train_ds, test_ds
+
+
+def training_sigma(meta: dict[str, Any], asked: float | None) -> float:
+    """The noise level of a fine-tune: ``asked``, else the checkpoint's own (0 when it has none)."""
+    return float(meta.get("sigma", 0.0)) if asked is None else asked
 
 
 def fp_checkpoint(path: str | Path, what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -140,7 +156,9 @@ def run_train(job: TrainJob, out: str | Path, resume: bool = False,
 # Named QAT recipes (issue 17): the values a QuantizeJob takes from ``recipe``; fields set
 # explicitly override them (``QuantizeJob.from_recipe``, ``robustq quantize --recipe``).
 QAT_RECIPES: dict[str, dict[str, Any]] = {
-    # the search's cheap episode recipe: one epoch over 2,000 training images at lr 1e-3
+    # the search's cheap episode budget (one epoch over 2,000 training images at lr 1e-3) in
+    # QAT's loop (cosine, weight decay, crops); the search's own episodes fine-tune by
+    # robustq.search.evaluate.episode_config (constant lr, plain momentum, no decay or crops)
     "episode": {"epochs": 1, "train_images": 2000, "lr": 1e-3, "distill": 0.0},
     # the final models': 3 epochs over the full training split, cosine from lr 0.01, half the
     # loss distilled from the FP model's outputs on the same noisy input at temperature 2
@@ -199,9 +217,7 @@ class QuantizeJob(JsonConfig):
                   (self.dq_beta >= 0, f"--dq-beta must be >= 0, got {self.dq_beta}"),
                   (self.train_images is None or self.train_images >= 1,
                    f"--train-images must be >= 1, got {self.train_images}")]
-        for ok, message in checks:
-            if not ok:
-                raise RobustqError(message)
+        require(checks)
         if self.sigma is not None:
             check_sigma(self.sigma, "--sigma", allow_zero=True)
 
@@ -260,11 +276,8 @@ def run_quantize(job: QuantizeJob, out: str | Path, resume: bool = False,
     out = Path(out)
     device = resolve_device(job.device)
     model, card, meta, policy, bitops = plan_quantize(job)
-    train_ds, test_ds = load_dataset(job.data, "train"), load_dataset(job.data, "test")
-    check_fits(model, train_ds, job.checkpoint)
-    if job.train_images is not None:
-        train_ds = train_ds.spread(job.train_images)
-    sigma = float(meta.get("sigma", 0.0)) if job.sigma is None else job.sigma
+    train_ds, test_ds = fine_tuning_data(job.data, model, job.checkpoint, job.train_images)
+    sigma = training_sigma(meta, job.sigma)
     cfg = job.train_config(card, sigma)
     refuse_unasked_resume(out, resume)
     start_run(out, "quantize", job.to_json(), job.seed, {"checkpoint": job.checkpoint})

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustq.data import load_dataset
 from robustq.models import ModelCard
 from robustq.models.train import FINAL_FILE, TrainConfig, TrainReporter, refuse_unasked_resume, train
 from robustq.quant.checkpoint import load_model, save_quantized
@@ -35,7 +34,7 @@ from robustq.quant.finetune import calibration_batches
 from robustq.quant.layers import quantizable_layers
 from robustq.quant.policy import Policy, uniform_policy
 from robustq.quant.quantize import quantize, set_policy
-from robustq.quant.workflow import check_fits, fp_checkpoint
+from robustq.quant.workflow import fine_tuning_data, fp_checkpoint, training_sigma
 from robustq.search.env import BitOpsBudget, LayerTable
 from robustq.utils.config import JsonConfig
 from robustq.utils.device import module_device, resolve_device
@@ -43,7 +42,7 @@ from robustq.utils.errors import RobustqError
 from robustq.utils.io import file_sha256
 from robustq.utils.progress import say_nothing
 from robustq.utils.records import finish_run, start_run
-from robustq.utils.validate import check_sigma
+from robustq.utils.validate import check_sigma, require
 
 SHARED_METHOD = "lsq_shared"
 
@@ -125,9 +124,7 @@ class SharedJob(JsonConfig):
                    f"reference_bits must lie in [b_min, b_max], got {self.reference_bits}"),
                   (self.train_images is None or self.train_images >= 1,
                    f"train_images must be >= 1, got {self.train_images}")]
-        for ok, message in checks:
-            if not ok:
-                raise RobustqError(message)
+        require(checks)
         if self.sigma is not None:
             check_sigma(self.sigma, "sigma", allow_zero=True)
 
@@ -154,11 +151,8 @@ def run_shared(job: SharedJob, out: str | Path, resume: bool = False,
     card = ModelCard.from_json(meta["card"])
     table = LayerTable(fp, (card.in_channels, *card.input_size))
     BitOpsBudget(job.budgets[0], job.b_min, job.b_max).check(table)
-    train_ds, test_ds = load_dataset(job.data, "train"), load_dataset(job.data, "test")
-    check_fits(fp, train_ds, job.checkpoint)
-    if job.train_images is not None:
-        train_ds = train_ds.spread(job.train_images)
-    sigma = float(meta.get("sigma", 0.0)) if job.sigma is None else job.sigma
+    train_ds, test_ds = fine_tuning_data(job.data, fp, job.checkpoint, job.train_images)
+    sigma = training_sigma(meta, job.sigma)
     cfg = job.train_config(card, sigma)
     refuse_unasked_resume(out, resume)
     reference = uniform_policy(fp, job.reference_bits, job.reference_bits, None,

@@ -7,11 +7,20 @@ them (``not lo <= x <= hi`` is true for NaN), and infinities are refused explici
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 
 from robustq.utils.errors import RobustqError
 
 SIGMA_MAX = 4.0   # [0, 1] pixel units: beyond this the image is drowned in noise
+
+
+def require(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise ``RobustqError`` with the message of the first check that is false (a config's
+    ``__post_init__`` lists its checks as (condition, message) pairs)."""
+    for ok, message in checks:
+        if not ok:
+            raise RobustqError(message)
 
 
 def check_sigma(sigma: object, what: str = "sigma", allow_zero: bool = False) -> float:
