@@ -108,6 +108,11 @@ def test_every_option_of_every_command_has_help_text():
     assert bare == []
 
 
+def test_help_keeps_square_brackets_that_rich_would_read_as_markup():
+    res = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "pip install 'robustq[ray]'" in res.output
+
+
 def test_plain_progress_lines_name_the_work_in_progress_without_flooding():
     import io
     import re

@@ -40,7 +40,7 @@ WorkersOpt = Annotated[int, typer.Option(help="local worker processes that share
                                          "(images, cells, rows); 1: this process")]
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", help="run the units of work on a Ray cluster: auto (the running one), HOST:PORT, or "
-    "local (start one here); needs pip install 'robustq[ray]'")]
+    "local (start one here); needs pip install 'robustq\\[ray]'")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads")]
 FpCheckpointArg = Annotated[Path, typer.Argument(help="FP robustq checkpoint")]
 OutDirOpt = Annotated[Path, typer.Option(help="output directory (resumable)")]
