@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The RobustMQ grid on a standard-trained (sigma 0) zoo model (issue 20), resumable unit by unit:
+# rerun the same command to continue. Usage: scripts/bench_std.sh [arch]   (default resnet20)
+# METHODS, BITS, IMAGES (500), ATTACK (200), AA (AutoAttack images, 100), THREADS (2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch=${1:-resnet20}
+robustq bench "zoo/${arch}_cifar10_sigma0.safetensors" --data ../shared/data/cifar10-jpeg.zip \
+  --out "runs/bench/std_${arch}" --models-dir "runs/bench/std_${arch}_models" \
+  --methods "${METHODS:-lsq,dorefa,pact}" --bits "${BITS:-4,2,6,8}" --images "${IMAGES:-500}" \
+  --attack-images "${ATTACK:-200}" --autoattack-images "${AA:-100}" --threads "${THREADS:-2}"
