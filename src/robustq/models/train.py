@@ -232,9 +232,9 @@ def fit(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
     generators). The model is left in train mode on its own device; returns the epoch records."""
     _check_inputs(model, train_ds, cfg, None)
     cfg = cfg.for_images(train_ds.image_shape[0])
-    opt, data = _optimizer(model, cfg), train_ds.tensors()
+    opt, data, reporter = _optimizer(model, cfg), train_ds.tensors(), reporter or TrainReporter()
     return [_run_epoch(model, opt, cfg, data, e, generator or _epoch_generator(cfg.seed, e),
-                       reporter or TrainReporter(), None) for e in range(cfg.epochs)]
+                       reporter, None) for e in range(cfg.epochs)]
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -128,7 +128,7 @@ class ActivationRange(Quantizer):
         self._update_clip()
 
     def bits_changed(self) -> None:
-        if bool(self.initialized) and bool(self.hist.sum() > 0):
+        if bool(self.hist.sum() > 0):       # calibrated in this process (else keep the saved clip)
             self._update_clip()
 
     def _update_clip(self) -> None:
@@ -147,9 +147,9 @@ class ActivationRange(Quantizer):
         centers = (torch.arange(HIST_BINS, device=self.hist.device) + 0.5) * width
         top = float(self.observed_max.clamp(min=1e-6))
         candidates = torch.linspace(top / 128, top, 128).tolist()
-        errors = [float((self.hist * (self.grid_at(r).apply(centers) - centers) ** 2).sum())
-                  for r in candidates]
-        return torch.tensor(candidates[min(range(len(errors)), key=errors.__getitem__)])
+        errors = torch.stack([(self.hist * (self.grid_at(r).apply(centers) - centers) ** 2).sum()
+                              for r in candidates])
+        return torch.tensor(candidates[int(errors.argmin())])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         # checkpoints written before ``clip`` existed used the observed max
