@@ -2,6 +2,8 @@
 (``collect_results``: nothing is written into the run).
 
     python benchmarks/bench_markdown.py runs/bench/robustmq
+    # the findings over two runs, each model against the FP model of its own run:
+    python benchmarks/bench_markdown.py --pool r20=runs/bench/std_resnet20 r56=runs/bench/std_resnet56
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from robustq.bench.findings import check_findings, pool_results
 from robustq.bench.tables import collect_results
 
 
@@ -17,11 +20,32 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def print_findings(findings: list[dict]) -> None:
+    for f in findings:
+        rest = {k: v for k, v in f.items() if k not in ("claim", "holds")}
+        verdict = {True: "holds", False: "does not hold", None: "undecided"}[f["holds"]]
+        print(f"- {f['claim']}: **{verdict}** - `{json.dumps(rest, default=str)[:600]}`")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("run", type=Path)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, nargs="*")
+    ap.add_argument("--pool", nargs="+", metavar="LABEL=RUN", default=[],
+                    help="print the findings pooled over these runs instead")
     args = ap.parse_args()
-    res = collect_results(args.run)
+    if args.pool:
+        runs = dict(item.split("=", 1) for item in args.pool)
+        print("Findings pooled over " + ", ".join(runs) + ":\n")
+        print_findings(check_findings(pool_results({k: collect_results(v)
+                                                    for k, v in runs.items()})))
+        return
+    for run in args.run:
+        print_run(run)
+
+
+def print_run(run: Path) -> None:
+    res = collect_results(run)
     models = res["models"]
     attacks = sorted({a for m in models for a in m.get("ar", {})},
                      key=lambda a: (a.startswith("autoattack"), a.split("-")[1], a))
@@ -43,10 +67,7 @@ def main() -> None:
             print(f"| {m['model']} | " + " | ".join(pct(m.get("ar", {}).get(a))
                                                      for a in attacks) + " |")
     print("\nFindings:\n")
-    for f in res["findings"]:
-        rest = {k: v for k, v in f.items() if k not in ("claim", "holds")}
-        verdict = {True: "holds", False: "does not hold", None: "undecided"}[f["holds"]]
-        print(f"- {f['claim']}: **{verdict}** - `{json.dumps(rest, default=str)[:600]}`")
+    print_findings(res["findings"])
     print("\nThroughput (images/s):", json.dumps(res["throughput_images_per_s"]))
 
 

@@ -1,5 +1,5 @@
 from robustq.bench.corruptions import BENCHMARK
-from robustq.bench.findings import check_findings
+from robustq.bench.findings import check_findings, pool_results
 from robustq.bench.systematic import VARIANTS
 
 
@@ -49,3 +49,29 @@ def test_adversarial_metric_is_never_mixed_across_models():
     assert f1["adversarial_metric"] == "wcar_gradient"
     assert f1["adversarial"]["fp"] == res["models"][0]["wcar_gradient"]
     assert check_findings(robustmq_like())[0]["adversarial_metric"] == "wcar"
+
+
+def test_pooled_runs_compare_each_model_with_its_own_fp():
+    strong, weak = robustmq_like(), robustmq_like()
+    for r in weak["models"]:                       # a weaker architecture: everything lower
+        r["wcar"], r["mnr"], r["acc_s"] = r["wcar"] - 0.05, r["mnr"] - 0.3, r["acc_s"] - 0.3
+    weak["models"][0]["mnr"] = 0.9                 # ...except its FP model's natural robustness
+    pooled = pool_results({"a": strong, "b": weak})
+    f1, f2 = check_findings(pooled)[:2]
+    # each group's quantized models lie below their own FP on mNR and above it on WCAR
+    assert f1["natural"]["share_of_quantized_models"] == 1.0
+    assert f1["adversarial"]["share_of_quantized_models"] == 1.0
+    assert f1["natural"]["fp"] == (0.70 + 0.9) / 2
+    assert set(f2["natural"]) == {"a/lsq", "a/pact", "b/lsq", "b/pact"}
+    assert [x["holds"] for x in check_findings(pooled)] == [True, True, True, True]
+    assert check_findings(pool_results({"a": strong}))[1]["natural"] == {"a/lsq": 1.0,
+                                                                         "a/pact": 1.0}
+
+
+def test_pooled_share_counts_models_against_their_group_only():
+    a, b = robustmq_like(), robustmq_like()
+    for r in b["models"][1:]:
+        r["mnr"] = 0.95                            # b's quantized models beat b's FP (0.70)
+    f1 = check_findings(pool_results({"a": a, "b": b}))[0]
+    assert f1["natural"]["share_of_quantized_models"] == 0.5
+    assert f1["holds"] is False

@@ -59,3 +59,28 @@ def test_training_commands_report_their_final_evaluation(events, tmp_path, comma
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     assert any(s.startswith("final evaluation on") for s in events.labels("start"))
+
+
+def test_training_in_a_log_file_says_where_each_epoch_is():
+    import io
+
+    from rich.console import Console
+
+    from robustq.cli.progress import RichTrainReporter
+
+    log = io.StringIO()
+    rep = RichTrainReporter(Console(file=log, force_terminal=False, width=200), every_s=0.0)
+    rep.start_epoch(1, 3, steps=2)
+    rep.step(2.5)
+    rep.step(1.25)
+    rep.end_epoch({"epoch": 2, "train_loss": 1.9, "train_accuracy": 0.4, "epoch_s": 12.0})
+    lines = log.getvalue().splitlines()
+    assert [ln.split(" ", 1)[1] for ln in lines[:2]] == ["epoch 2/3 step 1/2 (loss 2.500)",
+                                                         "epoch 2/3 step 2/2 (loss 1.250)"]
+    assert lines[2] == "epoch 2 | loss 1.9000 | train acc 0.4000 | 12s"
+    quiet = io.StringIO()
+    rep = RichTrainReporter(Console(file=quiet, force_terminal=False), every_s=3600.0)
+    rep.start_epoch(0, 1, steps=5)
+    for _ in range(5):
+        rep.step(1.0)
+    assert quiet.getvalue() == ""                  # nothing within the interval

@@ -4,6 +4,11 @@
 with ``holds`` (True / False / None when the run lacks the data), a one-line verdict and the
 numbers behind it. Adversarial robustness is WCAR where AutoAttack ran, else the gradient-only
 WCAR; natural robustness is mNR; systematic robustness is ACC_s.
+
+``pool_results({"resnet20": result, "resnet56": ...})`` joins several runs (one per
+architecture) into one result whose models carry their ``group``: ``check_findings`` then
+compares every quantized model with the FP model of its own group, fits the bit-width trends
+per (group, method), and ranks corruptions and pipelines over all models together.
 """
 
 from __future__ import annotations
@@ -25,28 +30,46 @@ def _metric(models: list[dict], key) -> dict[str, float]:
     return {r["model"]: v for r in models if (v := key(r)) is not None and not np.isnan(v)}
 
 
+def _group(r: dict) -> str:
+    return r.get("group", "")
+
+
 def _vs_fp(models: list[dict], key, higher: bool) -> dict[str, Any] | None:
-    vals = _metric(models, key)
-    if "fp" not in vals or len(vals) < 2:
+    """How the quantized models compare with the FP model of their group; ``fp`` is the FP
+    models' mean over the groups (the FP value itself for one run)."""
+    vals = {(_group(r), r["model"]): v for r in models
+            if (v := key(r)) is not None and not np.isnan(v)}
+    fps = {g: v for (g, m), v in vals.items() if m == "fp"}
+    q = [(g, v) for (g, m), v in vals.items() if m != "fp" and g in fps]
+    if not q:
         return None
-    q = {k: v for k, v in vals.items() if k != "fp"}
-    share = float(np.mean([(v > vals["fp"]) if higher else (v < vals["fp"]) for v in q.values()]))
-    return {"fp": vals["fp"], "quantized_mean": float(np.mean(list(q.values()))),
+    share = float(np.mean([(v > fps[g]) if higher else (v < fps[g]) for g, v in q]))
+    return {"fp": float(np.mean(list(fps.values()))),
+            "quantized_mean": float(np.mean([v for _, v in q])),
             "share_of_quantized_models": share}
 
 
 def _trend(models: list[dict], key) -> dict[str, float] | None:
-    """Spearman correlation of bit-width with the metric, per method (quantized models only)."""
+    """Spearman correlation of bit-width with the metric, per method (per group and method when
+    pooled; quantized models only)."""
     out = {}
-    for method in sorted({r["method"] for r in models if r["method"] != "fp"}):
-        pts = [(r["bits"], key(r)) for r in models if r["method"] == method and key(r) is not None]
+    for g, method in sorted({(_group(r), r["method"]) for r in models if r["method"] != "fp"}):
+        pts = [(r["bits"], key(r)) for r in models if r["method"] == method and _group(r) == g
+               and key(r) is not None]
         if len(pts) >= 3 and len({b for b, _ in pts}) >= 3 and len({v for _, v in pts}) >= 2:
             rho = spearmanr(*zip(*pts, strict=True)).statistic
-            out[method] = float(rho)
+            out[f"{g}/{method}" if g else method] = float(rho)
     return out or None
 
 
+def pool_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One result of the models of several runs, each model labelled with its run's key as
+    ``group`` (e.g. the architecture); the runs' own fields are not carried over."""
+    return {"models": [{**r, "group": g} for g, res in results.items() for r in res["models"]]}
+
+
 def check_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The four findings on ``result["models"]`` (one run, or runs joined by ``pool_results``)."""
     models = result["models"]
     metric = _adv_metric(models)
 

@@ -15,24 +15,46 @@ from robustq.models.train import TrainReporter
 from robustq.utils.progress import Phase
 from robustq.utils.progress import Progress as Events
 
+PLAIN_EVERY_S = 30.0
+
 
 class RichTrainReporter(TrainReporter):
-    def __init__(self) -> None:
+    """Training epochs on ``out``: a bar per epoch on a terminal; otherwise (a log file, CI) a
+    timestamped line at most every ``every_s`` seconds within an epoch. Either way one line per
+    finished epoch."""
+
+    def __init__(self, out: Console = console, every_s: float | None = None) -> None:
+        self.console, self.every_s = out, PLAIN_EVERY_S if every_s is None else every_s
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
-                                 TimeRemainingColumn(), console=console, transient=True)
+                                 TimeRemainingColumn(), console=out, transient=True) \
+            if out.is_terminal else None
         self.task = None
+        self.epoch = self.steps = self.done = 0
+        self.last = 0.0
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, loss=0.0)
+        self.epoch, self.epochs, self.steps, self.done = epoch, epochs, steps, 0
+        self.last = time.monotonic()
+        if self.progress is not None:
+            self.progress.start()
+            self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps,
+                                               loss=0.0)
 
     def step(self, loss: float) -> None:
-        self.progress.update(self.task, advance=1, loss=loss)
+        self.done += 1
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, loss=loss)
+        elif time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            self.console.print(f"{time.strftime('%H:%M:%S')} epoch {self.epoch + 1}/{self.epochs}"
+                               f" step {self.done}/{self.steps} (loss {loss:.3f})",
+                               highlight=False, soft_wrap=True)
 
     def end_epoch(self, record: dict[str, Any]) -> None:
-        self.progress.remove_task(self.task)
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.remove_task(self.task)
+            self.progress.stop()
         parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.4f}",
                  f"train acc {record['train_accuracy']:.4f}"]
         if record.get("test_clean_accuracy") is not None:
@@ -40,10 +62,8 @@ class RichTrainReporter(TrainReporter):
         if record.get("test_noisy_accuracy") is not None:
             parts.append(f"noisy acc {record['test_noisy_accuracy']:.4f}")
         parts.append(f"{record['epoch_s']:.0f}s")
-        console.print(" | ".join(parts))
+        self.console.print(" | ".join(parts))
 
-
-PLAIN_EVERY_S = 30.0
 
 
 def _fields(phase: Phase) -> str:
