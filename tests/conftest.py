@@ -80,13 +80,13 @@ def write_mnist(root: Path, gz: bool, n: int = 12) -> dict[str, np.ndarray]:
 
 
 def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3,
-                       fmt: str = "png") -> None:
+                       fmt: str = "png", size: int = 32) -> None:
     for split in ("train", "test"):
         for k, cls in enumerate(classes):
             d = root / split / cls
             d.mkdir(parents=True)
             for j in range(per_class):
-                Image.fromarray(rand_images(1, seed=100 * k + j)[0]).save(d / f"{j:04d}.{fmt}")
+                Image.fromarray(rand_images(1, size, size, seed=100 * k + j)[0]).save(d / f"{j:04d}.{fmt}")
 
 
 @pytest.fixture

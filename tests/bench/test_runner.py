@@ -153,3 +153,23 @@ def test_a_grid_on_two_workers_writes_the_cells_of_a_one_process_run(setup, tmp_
     untimed = [{k: v for k, v in summarize_run(tmp_path / r).items() if "throughput" not in k}
                for r in ("one", "two")]
     assert untimed[0] == untimed[1]
+
+
+def test_the_224_pixel_path_runs_end_to_end(tmp_path):
+    # ImageNet-sized inputs take the other protocol: ImageNet-C's constants (imagecorruptions)
+    # and resize-256 / center-crop-224 pipelines. Synthetic images: this checks the path, not
+    # its numbers (no real 224-pixel labelled data is available offline).
+    write_image_folder(tmp_path / "data", classes=("a", "b"), per_class=2, fmt="jpg", size=224)
+    res = runner.invoke(app, ["train", "--data", str(tmp_path / "data"), "--arch", "small_cnn",
+                              "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "fp")])
+    assert res.exit_code == 0, res.output
+    cfg = config(tmp_path, images=4, attack_images=2, autoattack_images=0, severities=(1,),
+                 families=("natural", "systematic"))
+    run = BenchRun(cfg, tmp_path / "grid")
+    assert run.profile == "224"
+    run.run(Progress())
+    assert sorted(p.name for p in (tmp_path / "grid" / "corrupted" / "224").iterdir()) == [
+        "fog-s1.npy", "gaussian_noise-s1.npy"]
+    fp, q = summarize_run(tmp_path / "grid")["models"]
+    assert len(fp["systematic_accuracy"]) == len(q["systematic_accuracy"]) == 14
+    assert set(fp["corruption_accuracy"]) == {"gaussian_noise", "fog"}
