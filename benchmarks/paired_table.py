@@ -1,0 +1,70 @@
+"""Markdown table of certification runs against a reference run (usually FP32) over the images
+every run has certified so far: smoothed accuracy, ACR, certified accuracy at 0.25 / 0.5 / 0.75 /
+1.0, then each run minus the reference, paired per image, with 95% t intervals and the share of
+the reference's ACR. Nothing is written.
+
+    python benchmarks/paired_table.py results/certify/resnet20_cifar10_sigma0.25_v2 \\
+        lsq44=results/certify/lsq44_v2_kd_e6 lsq88=results/certify/lsq88_v2_kd
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from robustq.certify.metrics import certified_radii, paired_difference
+from robustq.certify.rundir import read_rows, summarize_rows
+
+RADII = (0.25, 0.5, 0.75, 1.0)
+
+
+def common_rows(runs: dict[str, Path]) -> dict[str, list[dict[str, str]]]:
+    """Each run's rows restricted to the images every run has certified, in image order."""
+    rows = {k: read_rows(v) for k, v in runs.items()}
+    shared = set.intersection(*({r["idx"] for r in rs} for rs in rows.values()))
+    return {k: sorted((r for r in rs if r["idx"] in shared), key=lambda r: int(r["idx"]))
+            for k, rs in rows.items()}
+
+
+def per_image(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Certified radius (0 where wrong) and 0/1 correctness of each image."""
+    preds, labels = [int(r["predict"]) for r in rows], [int(r["label"]) for r in rows]
+    radii = certified_radii(preds, labels, [float(r["radius"]) for r in rows])
+    return radii, (np.asarray(preds) == np.asarray(labels)).astype(float)
+
+
+def summary_line(name: str, rows: list[dict[str, str]]) -> str:
+    s = summarize_rows(rows, RADII)
+    ca = " / ".join(f"{100 * s['certified_accuracy'][str(r)]:.1f}" for r in RADII)
+    return f"| {name} | {100 * s['smoothed_accuracy']:.1f}% | {s['acr']:.3f} | {ca}% |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reference", type=Path)
+    ap.add_argument("runs", nargs="+", metavar="NAME=RUN")
+    args = ap.parse_args()
+    runs = {"reference": args.reference} | {k: Path(v) for k, v in
+                                            (item.split("=", 1) for item in args.runs)}
+    rows = common_rows(runs)
+    n = len(rows["reference"])
+    print(f"| {n} images | smoothed acc. | ACR | CA@0.25 / 0.5 / 0.75 / 1.0 |")
+    print("| --- | --- | --- | --- |")
+    for name, rs in rows.items():
+        print(summary_line(name, rs))
+    ref_radii, ref_correct = per_image(rows["reference"])
+    for name in list(runs)[1:]:
+        radii, correct = per_image(rows[name])
+        if [r["label"] for r in rows[name]] != [r["label"] for r in rows["reference"]]:
+            raise SystemExit(f"{runs[name]}: other labels than the reference's on the same images")
+        acr, acc = paired_difference(radii, ref_radii), paired_difference(correct, ref_correct)
+        share = radii.mean() / ref_radii.mean()
+        print(f"| {name} minus reference, paired, 95% t | {100 * acc.mean:+.1f} points "
+              f"[{100 * acc.low:+.1f}, {100 * acc.high:+.1f}] | {acr.mean:+.3f} "
+              f"[{acr.low:+.3f}, {acr.high:+.3f}] ({100 * share:.1f}% of the reference's) | |")
+
+if __name__ == "__main__":
+    main()
