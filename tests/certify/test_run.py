@@ -18,6 +18,7 @@ from robustq.certify.run import (
 from robustq.cli.main import app
 from robustq.models import ModelCard, get_model, save_checkpoint
 from robustq.utils.errors import RobustqError
+from robustq.utils.io import file_sha256
 from tests.conftest import write_image_folder
 
 CFG = dict(sigma=0.25, n0=10, n=200, alpha=0.01, batch_size=100, chunk=50, skip=3,
@@ -242,3 +243,20 @@ def test_a_run_is_reused_and_resumed_from_another_working_directory(tmp_path, mo
     again = certify_dataset(model, other, cfg, "../run", model_info={
         "checkpoint": str((tmp_path / "a" / "m.safetensors").resolve())})
     assert again["images"] == 3
+
+
+def test_a_run_resumes_after_its_checkpoint_moved_not_after_it_changed(tmp_path,
+                                                                      tiny_rgb_dataset):
+    cfg = CertifyConfig(**{**CFG, "max_images": 2})
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(b"weights")
+    old = {"checkpoint": str(a), "engine": "compile", "classifier": "checkpoint"}  # no hash
+    certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "run", model_info=old)
+    b.write_bytes(b"weights")                        # the same file, moved
+    moved = {**old, "checkpoint": str(b), "checkpoint_sha256": file_sha256(b)}
+    assert certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "run",
+                           model_info=moved)["images"] == 2
+    b.write_bytes(b"other weights")                  # another file at the path
+    changed = {**moved, "checkpoint_sha256": file_sha256(b)}
+    with pytest.raises(RobustqError, match="another model"):
+        certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "run", model_info=changed)

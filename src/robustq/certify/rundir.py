@@ -25,7 +25,7 @@ import numpy as np
 from robustq.certify.metrics import accuracy_curve, summarize
 from robustq.data.embedded import EMBEDDED
 from robustq.utils.errors import RobustqError
-from robustq.utils.io import atomic_write_text
+from robustq.utils.io import atomic_write_text, file_sha256
 from robustq.utils.records import RUN_FILE, claim, read_record
 
 TSV = "certify.tsv"
@@ -98,12 +98,25 @@ def sampled_classifier(model: Any) -> Any:
     if not isinstance(model, dict):
         return model
     ident = {"device": "cpu", **{k: v for k, v in model.items() if k not in ("engine", "runtime")}}
+    ident["checkpoint"] = checkpoint_identity(ident)
+    ident.pop("checkpoint_sha256", None)
     if "classifier" not in ident and model.get("engine") in LEGACY_ENGINES:
         ident["classifier"] = LEGACY_ENGINES[model["engine"]]
     if ident.get("classifier") == "checkpoint":       # fp32 ONNX Runtime: the file is the engine's
         for key in ("deployed", "source"):
             ident.pop(key, None)
     return ident
+
+
+def checkpoint_identity(model: dict[str, Any]) -> Any:
+    """The checkpoint by content: its recorded SHA-256, or for a record without one (robustq
+    <= 2026-12-02) the hash of the file at the recorded path where it still exists, else that
+    path. So a run resumes after its checkpoint moved (a run kept in git, the checkpoint beside
+    it), and not after the file at the same path changed."""
+    if model.get("checkpoint_sha256"):
+        return model["checkpoint_sha256"]
+    path = model.get("checkpoint")
+    return file_sha256(path) if isinstance(path, str) and Path(path).is_file() else path
 
 
 def resolved_source(source: Any) -> Any:

@@ -25,6 +25,7 @@ from robustq.quant.workflow import check_fits
 from robustq.utils.config import JsonConfig
 from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
+from robustq.utils.io import file_sha256
 from robustq.utils.parallel import Executor
 from robustq.utils.progress import Progress, say_nothing, silent
 
@@ -109,7 +110,8 @@ def _prepared(job: CertifyJob, out: Path) -> tuple[nn.Module, ImageDataset, Cert
         model = approximate(model, job.approx)
     where = place(model, meta, job.engine, job.device)
     model, how = sampled_model(model, meta, job, cfg, ds, out)
-    info = {"checkpoint": str(Path(job.checkpoint).resolve()), "approx": job.approx,
+    info = {"checkpoint": str(Path(job.checkpoint).resolve()),
+            "checkpoint_sha256": file_sha256(job.checkpoint), "approx": job.approx,
             "arch": meta["card"]["arch"], **how, "device": str(where),
             **({"cost": cost} if cost is not None else {})}
     return model, ds, cfg, info, where, class_coverage_note(cfg, ds)
