@@ -190,3 +190,25 @@ def test_an_earlier_run_is_continued_only_when_asked(tmp_path):
     refuse_unasked_resume(tmp_path, resume=True)
     with pytest.raises(RobustqError, match="earlier run; pass --resume"):
         refuse_unasked_resume(tmp_path, resume=False)
+
+
+def test_per_image_correctness_is_what_evaluate_counts(tiny_rgb_dataset):
+    from robustq.models import get_model
+    from robustq.models.evaluate import correct_per_image, evaluate
+
+    torch.manual_seed(0)
+    model = get_model("small_cnn", 2, 3)
+    x, y = tiny_rgb_dataset.tensors(slice(0, len(tiny_rgb_dataset)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(5):                            # a few steps: predictions that noise can flip
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    ev = evaluate(model, tiny_rgb_dataset, sigma=0.5, batch_size=16, seed=3)
+    clean, noisy = correct_per_image(model, tiny_rgb_dataset, 0.5, seed=3, batch_size=16)
+    assert clean.shape == noisy.shape == (len(tiny_rgb_dataset),)
+    assert clean.float().mean().item() == ev["clean_accuracy"]
+    assert noisy.float().mean().item() == ev["noisy_accuracy"]
+    again = correct_per_image(model, tiny_rgb_dataset, 0.5, seed=3, batch_size=64)[1]
+    assert torch.equal(noisy, again)              # the noise of an image: its seed and position
+    assert not torch.equal(noisy, correct_per_image(model, tiny_rgb_dataset, 0.5, seed=4)[1])

@@ -38,15 +38,32 @@ def evaluate(model: nn.Module, ds: ImageDataset, sigma: float = 0.0, batch_size:
 def _count_correct(model: nn.Module, ds: ImageDataset, sigma: float, seed: int,
                    batch_size: int, channels_last: bool) -> tuple[int, int]:
     """Correct top-1 predictions, clean and under one seeded noise draw per image."""
+    clean, noisy = _correct(model, ds, sigma, seed, batch_size, channels_last)
+    return int(clean.sum()), int(noisy.sum())
+
+
+def _correct(model: nn.Module, ds: ImageDataset, sigma: float, seed: int, batch_size: int,
+             channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     mf = torch.channels_last if channels_last else torch.contiguous_format
-    correct_clean = correct_noisy = 0
+    clean, noisy = [], []
     device = module_device(model)         # noise drawn on the CPU: the same on every device
     for x, y in batches(ds, batch_size):
-        pred = model(x.to(device).contiguous(memory_format=mf)).argmax(1).cpu()
-        correct_clean += int((pred == y).sum())
+        clean.append(model(x.to(device).contiguous(memory_format=mf)).argmax(1).cpu() == y)
         if sigma > 0:
             xn = (x + sigma * torch.randn(x.shape, generator=gen)).to(device)
-            correct_noisy += int((model(xn.contiguous(memory_format=mf)).argmax(1).cpu()
-                                  == y).sum())
-    return correct_clean, correct_noisy
+            noisy.append(model(xn.contiguous(memory_format=mf)).argmax(1).cpu() == y)
+    empty = torch.zeros(0, dtype=torch.bool)
+    return torch.cat(clean) if clean else empty, torch.cat(noisy) if noisy else empty
+
+
+@torch.inference_mode()
+def correct_per_image(model: nn.Module, ds: ImageDataset, sigma: float, seed: int = 0,
+                      batch_size: int = 500, channels_last: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image top-1 correctness (bool, in data-set order), clean and under the same seeded
+    noise draw as ``evaluate(..., seed=seed)``: models evaluated with one seed see the same
+    noise, so their accuracies can be compared image by image (a paired difference)."""
+    sigma = check_sigma(sigma, allow_zero=True)
+    with eval_mode(model):
+        return _correct(model, ds, sigma, seed, batch_size, channels_last)
