@@ -8,7 +8,9 @@
 #        scripts/deploy_recipe_v2.sh lsq44_v2_kd_e6 4 4 lsq --epochs 6
 # OUT_ROOT (default runs/deploy) holds the QAT run; its model is kept in MODEL_ROOT (default
 # results/models) and certified into CERT_ROOT (default results/certify), both tracked in git so
-# that later sessions resume and pair with them; THREADS (default 1).
+# that later sessions resume and pair with them; THREADS (default 1). SKIP/MAX (default 20/500, the
+# protocol) certify a subset: SKIP=100 MAX=100 takes every 5th protocol image, with the same seeds
+# (an image's noise seed depends on its index only), so it still pairs with the 500-image FP run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; w=$2; a=$3; method=${4:-lsq}; shift $(( $# < 4 ? $# : 4 ))
@@ -17,6 +19,8 @@ OUT_ROOT=${OUT_ROOT:-runs/deploy}
 CERT_ROOT=${CERT_ROOT:-results/certify}
 MODEL_ROOT=${MODEL_ROOT:-results/models}
 THREADS=${THREADS:-1}
+SKIP=${SKIP:-20}
+MAX=${MAX:-500}
 out=$OUT_ROOT/$name
 policy=$OUT_ROOT/uniform${w}${a}_all.json   # e.g. 4/4 everywhere: 1.5625% BitOPs
 mkdir -p "$OUT_ROOT"
@@ -34,5 +38,5 @@ if [ ! -f "$kept/model.safetensors" ]; then
   mkdir -p "$kept" && cp "$out/run.json" "$out/log.jsonl" "$kept/"
   cp "$out/model.safetensors" "$kept/model.tmp" && mv "$kept/model.tmp" "$kept/model.safetensors"
 fi
-robustq certify "$kept/model.safetensors" --data "$DATA" --n 10000 --skip 20 --max 500 --cache \
+robustq certify "$kept/model.safetensors" --data "$DATA" --n 10000 --skip "$SKIP" --max "$MAX" --cache \
   --threads "$THREADS" --out "$CERT_ROOT/$name"

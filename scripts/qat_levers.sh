@@ -35,6 +35,9 @@ for lever in ${@:-base input8 kd1 kd0}; do
     input8) run input8 w4a4_input8.json ;;               # image input quantized at 8 bits
     kd1) run kd1 w4a4_all.json --distill 1.0 ;;          # distillation only, no cross-entropy
     kd0) run kd0 w4a4_all.json --distill 0 ;;            # no distillation
+    kd1_lr3e-3) run kd1_lr3e-3 w4a4_all.json --distill 1.0 --lr 0.003 ;;   # gentler fine-tune
+    kd1_lr1e-3) run kd1_lr1e-3 w4a4_all.json --distill 1.0 --lr 0.001 ;;
+    kd1_t1) run kd1_t1 w4a4_all.json --distill 1.0 --distill-temperature 1 ;;
     *) echo "unknown lever $lever" >&2; exit 2 ;;
   esac
 done
