@@ -56,7 +56,8 @@ def quantized(setup, method: str, bits: int, first_input: int | None = None):
     return q, path, policy
 
 
-@pytest.mark.parametrize("method,bits", [("lsq", 4), ("lsq", 8), ("pact", 4), ("minmax", 2)])
+@pytest.mark.parametrize("method,bits", [("lsq", 4), ("lsq", 8), ("lsq_pc", 4), ("pact", 4),
+                                         ("minmax", 2)])
 def test_round_trip_agrees_and_keeps_the_metadata(setup, tmp_path, method, bits):
     q, path, policy = quantized(setup, method, bits)
     info = export_onnx(path, tmp_path / "m.onnx")

@@ -12,6 +12,7 @@ from robustq.quant.quantizers import (
     MinMaxActivation,
     MinMaxWeight,
     PACTActivation,
+    PerChannelLSQ,
     SharedLSQ,
     get_quantizers,
     list_methods,
@@ -134,7 +135,7 @@ def test_fp_bits_is_identity_and_registry():
     for m in list_methods():
         wq, aq = get_quantizers(m)
         assert torch.equal(wq(x), x) and torch.equal(aq(x), x)
-    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq", "lsq_shared"}
+    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq", "lsq_pc", "lsq_shared"}
     with pytest.raises(RobustqError, match="unknown quantization method 'xnor'; choose one of"):
         get_quantizers("xnor")
 
@@ -231,3 +232,58 @@ def test_clip_by_max_rebits_and_old_checkpoints():
     assert float(loaded.clip) == 9.0 and float(loaded.range()) == 9.0
     with pytest.raises(RobustqError, match="clipping range"):
         DoReFaActivation(2, clip="percentile")
+
+
+@settings(max_examples=20, deadline=None)
+@given(bits=st.integers(2, 8), seed=st.integers(0, 10_000))
+def test_per_channel_lsq_is_one_lsq_per_output_channel(bits, seed):
+    """Each output channel is quantized, and its step learns, exactly as a per-tensor LSQ on
+    that channel alone: the same initial step, values and step gradient (N_c = the channel's
+    weight count); channel scales that differ 20-fold get steps that differ too."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(6, 3, 3, 3, generator=g) * torch.logspace(-1, 0.3, 6).view(-1, 1, 1, 1)
+    pc = PerChannelLSQ(bits)
+    pc.fit(w)
+    pc.calibrating = True
+    pc(w)
+    pc.calibrating = False
+    assert pc.step.shape == (6,)
+    wp = w.clone().requires_grad_()
+    out = pc(wp)
+    (out * w).sum().backward()
+    for c in range(6):
+        one = LSQQuantizer(bits, signed=True)
+        one.calibrating = True
+        one(w[c])
+        one.calibrating = False
+        assert pc.step[c].item() == pytest.approx(one.step.item(), rel=1e-5)
+        v = w[c].clone().requires_grad_()
+        ref = one(v)
+        (ref * w[c]).sum().backward()
+        assert torch.allclose(out[c].detach(), ref.detach(), atol=1e-6)
+        assert pc.step.grad[c].item() == pytest.approx(one.step.grad.item(), rel=1e-4, abs=1e-7)
+        assert torch.equal(wp.grad[c], v.grad)
+    assert pc.step.max() > 5 * pc.step.min()
+
+
+def test_per_channel_lsq_steps_survive_a_checkpoint_round_trip(tmp_path):
+    from robustq.models import ModelCard
+    from robustq.quant import quantize
+    from robustq.quant.checkpoint import load_model, save_quantized
+    from robustq.quant.policy import uniform_policy
+
+    card = ModelCard("resnet20", 4, 3, (0.5,) * 3, (0.25,) * 3, ("a", "b", "c", "d"), (32, 32))
+    fp = card.build().eval()
+    x = torch.rand(8, 3, 32, 32)
+    q = quantize(fp, uniform_policy(fp, 4, 4, None), "lsq_pc", calibration=[x]).eval()
+    steps = {n: m.step for n, m in q.named_modules() if isinstance(m, PerChannelLSQ)}
+    assert steps and all(s.shape == (s.numel(),) and s.numel() > 1 for s in steps.values())
+    save_quantized(tmp_path / "q.safetensors", q, card, {"sigma": 0.25})
+    loaded, meta = load_model(tmp_path / "q.safetensors")
+    assert meta["quant"]["method"] == "lsq_pc"
+    for n, m in loaded.named_modules():
+        if isinstance(m, PerChannelLSQ):
+            assert torch.equal(m.step, steps[n])
+    assert torch.equal(loaded(x), q(x))
+    with pytest.raises(RobustqError, match="no single grid"):
+        next(iter(m for m in q.modules() if isinstance(m, PerChannelLSQ))).grid()

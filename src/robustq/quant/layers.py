@@ -42,6 +42,11 @@ class QuantLayer:
     def quantized_weight(self) -> torch.Tensor:
         return self.weight_quantizer(self.weight)
 
+    def attach(self, wq: Quantizer, aq: Quantizer) -> None:
+        """Quantize the weight with ``wq`` (shaped to it) and the input with ``aq``."""
+        self.weight_quantizer, self.act_quantizer = wq, aq
+        wq.fit(self.weight)
+
 
 class QuantConv2d(nn.Conv2d, QuantLayer):
     @classmethod
@@ -49,7 +54,7 @@ class QuantConv2d(nn.Conv2d, QuantLayer):
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                 conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
         q.load_state_dict(conv.state_dict())
-        q.weight_quantizer, q.act_quantizer = wq, aq
+        q.attach(wq, aq)
         return q
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +66,7 @@ class QuantLinear(nn.Linear, QuantLayer):
     def from_float(cls, fc: nn.Linear, wq: Quantizer, aq: Quantizer) -> QuantLinear:
         q = cls(fc.in_features, fc.out_features, fc.bias is not None)
         q.load_state_dict(fc.state_dict())
-        q.weight_quantizer, q.act_quantizer = wq, aq
+        q.attach(wq, aq)
         return q
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
