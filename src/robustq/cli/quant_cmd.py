@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from robustq.cli.common import (
+    METHODS_HELP,
     NOTHING,
     RESUME,
     DeviceOpt,
@@ -59,7 +60,7 @@ def quantize_cmd(
     policy: PolicyOpt = None,
     bits: BitsOpt = None,
     first_last: FirstLastOpt = None,
-    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = QuantizeJob.method,
+    method: Annotated[str, typer.Option(help=METHODS_HELP)] = QuantizeJob.method,
     epochs: Annotated[int, typer.Option(help="fine-tuning epochs (0: post-training only)")] \
     = QuantizeJob.epochs,
     lr: Annotated[float, typer.Option(help="peak learning rate (cosine schedule)")] = QuantizeJob.lr,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from robustq.cli.common import (
+    METHODS_HELP,
     RESUME,
     DeviceOpt,
     FpCheckpointArg,
@@ -62,7 +63,7 @@ def search_cmd(
     budgets: BudgetsOpt = None,
     episodes: Annotated[int, typer.Option(help="policies evaluated (the first --warmup are random)")] = 40,
     warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes")] = 20,
-    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")] = "lsq",
+    method: Annotated[str, typer.Option(help=METHODS_HELP)] = "lsq",
     sigma: Annotated[float | None, typer.Option(help="default: the checkpoint's")] = None,
     finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
                                                  "fine-tuned on")] = 2000,
@@ -134,7 +135,7 @@ def compare_cmd(
         help="policy JSON/YAML files (quantized and fine-tuned identically) or quantized "
              "checkpoints")] = None,
     data: DataOpt = "embedded",
-    method: Annotated[str, typer.Option(help="minmax | dorefa | pact | lsq")]
+    method: Annotated[str, typer.Option(help=METHODS_HELP)]
     = CompareConfig.method,
     finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
                                                  "fine-tuned on")] = CompareConfig.finetune_images,
