@@ -11,6 +11,7 @@
 # that later sessions resume and pair with them; THREADS (default 1). SKIP/MAX (default 20/500, the
 # protocol) certify a subset: SKIP=100 MAX=100 takes every 5th protocol image, with the same seeds
 # (an image's noise seed depends on its index only), so it still pairs with the 500-image FP run.
+# POLICY: a policy file instead of uniform W/A everywhere (W and A then only name the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; w=$2; a=$3; method=${4:-lsq}; shift $(( $# < 4 ? $# : 4 ))
@@ -22,7 +23,7 @@ THREADS=${THREADS:-1}
 SKIP=${SKIP:-20}
 MAX=${MAX:-500}
 out=$OUT_ROOT/$name
-policy=$OUT_ROOT/uniform${w}${a}_all.json   # e.g. 4/4 everywhere: 1.5625% BitOPs
+policy=${POLICY:-$OUT_ROOT/uniform${w}${a}_all.json}   # e.g. 4/4 everywhere: 1.5625% BitOPs
 mkdir -p "$OUT_ROOT"
 [ -f "$policy" ] || python -c "import sys; from robustq.models import get_model
 from robustq.quant.policy import uniform_policy
