@@ -398,12 +398,6 @@ class PerChannelLSQ(LSQQuantizer):
         per_channel = x.detach().abs().flatten(1).mean(1)
         self.set_step((2 * per_channel / math.sqrt(q_p)).clamp(min=1e-8))
 
-    @torch.no_grad()
-    def set_step(self, value: torch.Tensor) -> None:
-        if self.step.shape != value.shape:       # the same Parameter (optimizers keep it)
-            self.step.data = value.detach().clone()
-        super().set_step(value)
-
     def step_for(self, v: torch.Tensor) -> tuple[torch.Tensor, int]:
         s = self.current_step()
         return s.view((-1,) + (1,) * (v.ndim - 1)), v[0].numel()
