@@ -44,10 +44,10 @@ def test_compare_reports_fine_tuning_and_certification(events, tmp_path):
     pol.write_text(json.dumps(load(tmp_path / "q" / "model.safetensors").policy.to_json()))
     res = runner.invoke(app, ["compare", CKPT, str(pol), "--out", str(tmp_path / "cmp"),
                               "--finetune-images", "50", "--holdout-images", "20",
-                              "--test-images", "4", "--test-n", "30"])
+                              "--test-images", "4", "--test-n", "30", "--final-recipe", "none"])
     assert res.exit_code == 0, res.output
     started = events.labels("start")
-    assert any(s == "p: fine-tuning on 50 images" for s in started), started
+    assert any(s == "p: fine-tuning (episode recipe, 50 images)" for s in started), started
     assert {s for s in started if "certifying test images" in s} == {
         "FP32: certifying test images (n=30)", "p: certifying test images (n=30)"}
 

@@ -37,7 +37,7 @@ def episodes(out):
     return [(e["episode"], e["reward"], e["policy"], e["bitops_percent"]) for e in lines]
 
 
-@pytest.mark.parametrize("strategy", ["haq", "arq", "random", "tpe"])
+@pytest.mark.parametrize("strategy", ["haq", "arq", "random", "tpe", "nsga2"])
 def test_killed_search_resumes_into_the_same_episodes(fp, tmp_path, strategy):
     cfg = config(fp, strategy=strategy)
     Search(cfg, tmp_path / "full").run()
@@ -77,6 +77,31 @@ def test_arq_search_certifies_fp_once_and_finishes_on_test(fp, tmp_path):
     assert set(final["certified_accuracy"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
     assert (tmp_path / "arq" / "best_policy.json").is_file()
     assert (tmp_path / "arq" / "best_model.safetensors").is_file()
+
+
+def test_final_model_with_the_deploy_recipe_is_a_resumable_quantize_run(fp, tmp_path):
+    from robustq.quant.checkpoint import load_model
+
+    s = Search(config(fp, strategy="uniform", final_recipe="deploy"), tmp_path / "d")
+    s.run()
+    events = CountingProgress()
+    final = s.finish(test_images=4, test_n=30, progress=events)
+    assert any("final model: fine-tuning (deploy, all training images)" in u
+               for u in events.labels("start"))
+    assert any(u.endswith("images): epoch 3/3") for u in events.labels())     # live epochs
+    qat = tmp_path / "d" / "final_model"
+    run = json.loads((qat / "run.json").read_text())
+    assert run["status"] == "complete" and run["config"]["recipe"] == "deploy"
+    assert run["config"]["epochs"] == 3 and run["config"]["distill"] == 0.5
+    assert len((qat / "log.jsonl").read_text().splitlines()) == 3          # one line per epoch
+    _, meta = load_model(tmp_path / "d" / "best_model.safetensors")
+    assert meta["recipe"] == "deploy"
+    stamp = (qat / "model.safetensors").stat().st_mtime_ns
+    again = s.finish(test_images=4, test_n=30)      # the finished QAT run is read back
+    assert (qat / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again["acr"] == final["acr"]
+    with pytest.raises(RobustqError, match="unknown final recipe"):
+        config(fp, final_recipe="long")
 
 
 def test_uniform_is_one_episode_at_its_bits(fp, tmp_path):
@@ -182,11 +207,11 @@ def test_compare_runs_from_python_with_a_config_and_matches_the_cli(fp, tmp_path
     record = run_compare(cfg, tmp_path / "py", events, on_row=rows.append)
     assert [r["name"] for r in record["rows"]] == ["FP32", "u3"] == [r["name"] for r in rows]
     assert record["complete"] and record["paired"][0]["a"] == "u3"
-    assert "u3: fine-tuning on 12 images" in events.labels("start")
+    assert "u3: fine-tuning (episode recipe, 12 images)" in events.labels("start")
     res = runner.invoke(app, ["compare", ckpt, str(pol), "--data", str(fp / "data"),
                               "--finetune-images", "12", "--holdout-images", "12",
                               "--test-images", "4", "--test-n", "40", "--out",
-                              str(tmp_path / "cli")])
+                              str(tmp_path / "cli"), "--final-recipe", "none"])
     assert res.exit_code == 0, res.output
     cli = json.loads((tmp_path / "cli" / "compare.json").read_text())
     for a, b in zip(record["rows"], cli["rows"], strict=True):

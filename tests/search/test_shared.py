@@ -193,6 +193,14 @@ def test_episode_costs_and_reward_precision(fp, shared, tmp_path):  # noqa: F811
     assert np.mean(episode_radii(arq, a)) == pytest.approx(lines[a]["acr"])
     with pytest.raises(RobustqError, match="image counts"):
         reward_precision(arq, image_counts=(99,))
+    from robustq.search.diagnostics import compare_best
+
+    (row,) = compare_best([arq], arq)                 # the best against itself: exactly 0
+    top = max(lines, key=lambda ln: ln["reward"])
+    assert (row["best_episode"], row["acr"]) == (top["episode"], top["acr"])
+    assert row["acr_minus_reference"] == row["low"] == row["high"] == 0
+    with pytest.raises(RobustqError, match="ARQ's reward"):
+        compare_best([tmp_path / "r"], arq)           # HAQ-rewarded random search
 
 
 def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):  # noqa: F811
@@ -232,6 +240,15 @@ def test_multi_budget_search_keeps_the_best_policy_per_budget(fp, shared, tmp_pa
                                  and (o["acr"], o["accuracy"], o["bitops_percent"])
                                  != (f["acr"], f["accuracy"], f["bitops_percent"])
                                  for o in lines) for f in front)
+
+
+def test_best_so_far_is_the_running_maximum():
+    from robustq.search.diagnostics import best_so_far
+
+    lines = [{"reward": r} for r in (-3.0, -1.0, -2.0, 0.5, 0.1)]
+    assert best_so_far(lines, [1, 2, 3, 4, 5]) == [-3.0, -1.0, -1.0, 0.5, 0.5]
+    with pytest.raises(RobustqError, match="checkpoints"):
+        best_so_far(lines, [6])
 
 
 def test_pareto_front_by_hand():

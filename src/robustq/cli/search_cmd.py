@@ -45,6 +45,11 @@ RewardEngineOpt = Annotated[str, typer.Option(
          "ONNX Runtime, 1.3-2.2x faster here)")]
 SeedUniformOpt = Annotated[bool, typer.Option(
     help="start with the widest uniform policy within the budget (the agent learns from it)")]
+FinalRecipeOpt = Annotated[str, typer.Option(
+    help="how the final model (the best policy; compare's policies) is fine-tuned: deploy "
+         "(3 epochs over the full training split, half distilled from the FP model), episode "
+         "(QAT's loop on 2,000 images), or none (the episodes' own short fine-tune on "
+         "--finetune-images)")]
 FpCacheOpt = Annotated[Path | None, typer.Option(
     help="directory of the FP model's IRS cache, shared between searches with the same "
          "certification settings (default: in --out)")]
@@ -62,7 +67,8 @@ def search_cmd(
     = 1.5625,
     budgets: BudgetsOpt = None,
     episodes: Annotated[int, typer.Option(help="policies evaluated (the first --warmup are random)")] = 40,
-    warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes")] = 20,
+    warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes "
+                                               "(nsga2: the population, one generation)")] = 20,
     method: Annotated[str, typer.Option(help=METHODS_HELP)] = "lsq",
     sigma: Annotated[float | None, typer.Option(help="default: the checkpoint's")] = None,
     finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
@@ -82,6 +88,7 @@ def search_cmd(
     reward_engine: RewardEngineOpt = SearchConfig.reward_engine,
     seed_uniform: SeedUniformOpt = False,
     fp_cache: FpCacheOpt = None,
+    final_recipe: FinalRecipeOpt = "deploy",
     seed: SeedOpt = 0,
     machine: Machine = None,
 ) -> None:
@@ -95,7 +102,8 @@ def search_cmd(
                        seed=seed, parallel_episodes=parallel_episodes,
                        shared=None if shared is None else str(shared), bn_images=bn_images,
                        fp_cache=None if fp_cache is None else str(fp_cache), reward=reward,
-                       reward_engine=reward_engine, seed_uniform=seed_uniform)
+                       reward_engine=reward_engine, seed_uniform=seed_uniform,
+                       final_recipe=recipe_or_none(final_recipe))
     warn_if_all_random(cfg)
     search_and_finish(Search(cfg, out, where), machine, test_images, test_n)
 
@@ -112,6 +120,11 @@ def search_and_finish(search: Search, machine: Machine, test_images: int, test_n
                       f"{final['smoothed_accuracy']:.3f}, ACR {final['acr']:.3f} -> {search.out}")
 
 
+def recipe_or_none(text: str) -> str | None:
+    """--final-recipe's value as a config's: ``none`` is the episodes' own fine-tune."""
+    return None if text == "none" else text
+
+
 def parse_budgets(text: str | None) -> tuple[float, ...]:
     try:
         return tuple(float(b) for b in text.split(",")) if text else ()
@@ -120,10 +133,10 @@ def parse_budgets(text: str | None) -> tuple[float, ...]:
 
 
 def warn_if_all_random(cfg: SearchConfig) -> None:
-    if cfg.strategy in ("arq", "haq", "tpe") and cfg.episodes <= cfg.warmup:
+    if cfg.strategy in ("arq", "haq", "tpe", "nsga2") and cfg.episodes <= cfg.warmup:
         console.print(f"[yellow]warning:[/] all {cfg.episodes} episodes are random warm-up "
-                      f"(--warmup {cfg.warmup}): the agent (DDPG or TPE) never chooses a policy, so this "
-                      "is a random search; pass --warmup below --episodes")
+                      f"(--warmup {cfg.warmup}): the agent (DDPG, TPE or NSGA-II) never chooses "
+                      "a policy, so this is a random search; pass --warmup below --episodes")
 
 
 @friendly_errors
@@ -149,6 +162,7 @@ def compare_cmd(
                                                 "FP checkpoint with the same images and "
                                                 "settings: its certificates are the FP32 row")]
     = None,
+    final_recipe: FinalRecipeOpt = "deploy",
     machine: Machine = None,
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
@@ -157,7 +171,8 @@ def compare_cmd(
                         candidates=tuple(map(str, candidates or ())), data=data,
                         method=method, finetune_images=finetune_images,
                         holdout_images=holdout_images, test_images=test_images, test_n=test_n,
-                        seed=seed, fp_run=str(fp_run) if fp_run else None)
+                        seed=seed, fp_run=str(fp_run) if fp_run else None,
+                        final_recipe=recipe_or_none(final_recipe))
 
     def show(r: dict) -> None:
         console.print(f"{r['name']}: clean {r['clean_accuracy']:.3f} smoothed "

@@ -1,5 +1,6 @@
 """``compare``: FP32 and a list of policies / quantized checkpoints, each fine-tuned (policies)
-with the search's recipe and certified identically on the test split, with paired differences.
+with one recipe (``final_recipe``: the search's episode fine-tune, or a named QAT recipe such
+as ``deploy``) and certified identically on the test split, with paired differences.
 
 ``run_compare(CompareConfig(...), out)`` is the workflow; ``robustq compare`` parses its options
 into the config and prints. Resumable: every finished row is kept (``compare.json`` is
@@ -19,7 +20,7 @@ from torch import nn
 from robustq.certify.run import pairwise_differences
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.policy import Policy
-from robustq.search.evaluate import build_quantized
+from robustq.search.final import check_final_recipe, final_model
 from robustq.search.search import Search, SearchConfig, evaluate_on_test, search_origin
 from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
@@ -34,7 +35,9 @@ from robustq.utils.validate import check_int
 class CompareConfig(JsonConfig):
     """A comparison. ``candidates``: policy files (JSON/YAML) or quantized checkpoints; sizes
     are images; ``test_n`` noise samples per test image; ``fp_run``: a finished certification
-    of the checkpoint with the same images and settings, reused as the FP32 row."""
+    of the checkpoint with the same images and settings, reused as the FP32 row;
+    ``final_recipe``: how policies are fine-tuned (``search.final``: None, the episode recipe
+    on ``finetune_images``; ``deploy``, issue 17's QAT recipe)."""
 
     checkpoint: str
     candidates: tuple[str, ...] = ()
@@ -46,8 +49,10 @@ class CompareConfig(JsonConfig):
     test_n: int = 10_000
     seed: int = 0
     fp_run: str | None = None
+    final_recipe: str | None = None
 
     def __post_init__(self) -> None:
+        check_final_recipe(self.final_recipe)
         check_int(self.test_images, "--test-images", 2)
         check_int(self.test_n, "--test-n", 1)
 
@@ -55,7 +60,8 @@ class CompareConfig(JsonConfig):
         """The setup every row shares (model, data, sigma, fine-tuning split and recipe)."""
         return SearchConfig(checkpoint=self.checkpoint, data=self.data, strategy="uniform",
                             method=self.method, finetune_images=self.finetune_images,
-                            holdout_images=self.holdout_images, cert_images=1, seed=self.seed)
+                            holdout_images=self.holdout_images, cert_images=1, seed=self.seed,
+                            final_recipe=self.final_recipe)
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, progress: Progress | None = None,
@@ -125,19 +131,22 @@ def load_candidates(fp: nn.Module, paths: list[Path]) -> list[Candidate]:
     return out
 
 
-def finetuned_once(search: Search, policy: Policy, method: str, run_dir: Path, seed: int,
+def finetuned_once(search: Search, policy: Policy, run_dir: Path,
                    progress: Progress | None = None) -> nn.Module:
-    """The policy quantized and fine-tuned with the search's recipe, saved in ``run_dir`` the
-    first time: a compare resumed after a kill certifies the very model it started with."""
+    """The policy quantized and fine-tuned with the search's final recipe (a named QAT recipe
+    runs in ``run_dir/qat``), saved in ``run_dir`` the first time: a compare resumed after a
+    kill certifies the very model it started with."""
     saved = run_dir / "model.safetensors"
     if saved.is_file():
         model, meta = load_model(saved)
         if Policy.from_json(meta["quant"]["policy"]) != policy:
             raise RobustqError(f"{saved}: holds a model of another policy; use a new --out")
         return model
-    with silent(progress).phase(f"{run_dir.name}: fine-tuning on {len(search.ft_ds)} images"):
-        model = build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
-                                search.cfg.finetune_lr, seed)
+    recipe = search.cfg.final_recipe
+    with silent(progress).phase(f"{run_dir.name}: fine-tuning "
+                                f"({recipe or f'episode recipe, {len(search.ft_ds)} images'})"
+                                ) as ph:
+        model = final_model(search, policy, run_dir / "qat", recipe, ph)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_quantized(saved, model, search.card, {"sigma": search.sigma})
     return model
@@ -160,7 +169,7 @@ def finetune_all(search: Search, cands: list[Candidate], out: Path, progress: Pr
 
 def _finetune_candidate(search: Search, unit: tuple[Policy, Path]) -> None:
     """One unit (on any executor): a candidate's fine-tuned model, saved in its run directory."""
-    finetuned_once(search, unit[0], search.cfg.method, unit[1], search.cfg.seed)
+    finetuned_once(search, unit[0], unit[1])
 
 
 def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, test_n: int,
@@ -172,8 +181,7 @@ def compare_row(search: Search, cand: Candidate, out: Path, test_images: int, te
     elif cand.model is not None:
         model = cand.model
     else:
-        model = finetuned_once(search, cand.policy, search.cfg.method, out / "runs" / cand.name,
-                               search.cfg.seed, progress)
+        model = finetuned_once(search, cand.policy, out / "runs" / cand.name, progress)
     model = model.to(search.device)
     with silent(progress).phase(f"{cand.name}: certifying test images (n={test_n})") as ph:
         r = evaluate_on_test(model, cand.policy, search.cfg.data, search.sigma, test_images,

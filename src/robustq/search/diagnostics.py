@@ -89,3 +89,40 @@ def pareto_front(lines: Sequence[dict[str, Any]],
     front = [ln for i, ln in enumerate(unique) if not dominated(i)]
     key, sign = objectives[-1]
     return sorted(front, key=lambda ln: -sign * ln[key])
+
+
+def best_so_far(lines: Sequence[dict[str, Any]], checkpoints: Sequence[int]) -> list[float]:
+    """The highest reward among the first k episodes, for each k in ``checkpoints`` (each at
+    most the episodes logged): how fast a strategy finds what it finds."""
+    rewards = np.maximum.accumulate([ln["reward"] for ln in lines])
+    if any(not 1 <= k <= len(rewards) for k in checkpoints):
+        raise RobustqError(f"checkpoints must lie in [1, {len(rewards)}], got {list(checkpoints)}")
+    return [float(rewards[k - 1]) for k in checkpoints]
+
+
+def compare_best(search_dirs: Sequence[str | Path], reference: str | Path) -> list[dict[str, Any]]:
+    """Each search's best episode (highest reward) beside the ``reference`` search's best:
+    its held-out ACR, accuracy, BitOPs and the paired 95% interval of its ACR minus the
+    reference's, per image (IRS radii). Meaningful only for ARQ-rewarded searches that share
+    the FP cache and certification settings (the same images and noise in every episode)."""
+    def best(d: str | Path) -> dict[str, Any]:
+        lines = read_episodes(Path(d))
+        if not lines or "acr" not in lines[0]:
+            raise RobustqError(f"{d}: no episodes with ARQ's reward logged")
+        return max(lines, key=lambda ln: ln["reward"]) | {"episodes": len(lines)}
+
+    ref = best(reference)
+    ref_radii = episode_radii(reference, ref["episode"])
+    out = []
+    for d in search_dirs:
+        b = best(d)
+        radii = episode_radii(d, b["episode"])
+        if len(radii) != len(ref_radii):
+            raise RobustqError(f"{d}: {len(radii)} certification images, {reference}: "
+                               f"{len(ref_radii)}; compare searches with the same settings")
+        diff = paired_difference(radii, ref_radii)
+        out.append({"search": str(d), "episodes": b["episodes"], "best_episode": b["episode"],
+                    "reward": b["reward"], "acr": b["acr"], "accuracy": b["accuracy"],
+                    "bitops_percent": b["bitops_percent"], "acr_minus_reference": diff.mean,
+                    "low": diff.low, "high": diff.high})
+    return out

@@ -45,6 +45,7 @@ from robustq.quant.cost import model_cost
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.inference import freeze_quantized
 from robustq.quant.policy import Policy
+from robustq.quant.workflow import qat_recipe
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable
 from robustq.search.evaluate import (
@@ -54,6 +55,7 @@ from robustq.search.evaluate import (
     get_reward,
     split_train,
 )
+from robustq.search.final import check_final_recipe, final_model
 from robustq.search.shared import load_shared, rebit
 from robustq.search.strategies import STRATEGY_REGISTRY, require_optuna
 from robustq.utils.config import from_dict, json_ready
@@ -86,13 +88,18 @@ class SearchConfig:
     settings certify the FP model once between them (a finished cache is read, a different
     one refused). ``reward``: ``arq`` or ``haq`` (default: the strategy's, ``search.strategies``);
     ``tpe`` proposes policies with Optuna's TPE sampler (multivariate) fitted to every episode
-    so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations.
+    so far, the first ``warmup`` at random: a strong black-box baseline at equal evaluations;
+    ``nsga2`` with Optuna's NSGA-II over (reward, clean accuracy, BitOPs), ``warmup`` episodes
+    per generation: the multi-objective mode.
     ``reward_engine``: how ARQ's reward samples a candidate (``evaluate.REWARD_ENGINES``).
     ``budgets`` (multi-budget mode; ``budget`` then unused): episode e is held to
     ``budgets[e % len(budgets)]``, and the search keeps the best policy under each budget
     (``best_policy_<budget>.json``) beside the best overall. ``seed_uniform``: the first
     episode is the widest uniform policy that meets the (first) budget, so the agent's replay
-    buffer and the best-so-far start from the obvious baseline instead of a random policy."""
+    buffer and the best-so-far start from the obvious baseline instead of a random policy.
+    ``final_recipe``: how ``finish`` fine-tunes the best policy: None, the episodes' own short
+    fine-tune; a ``quant.workflow.QAT_RECIPES`` name (``deploy``), that QAT run in
+    ``final_model/`` (``search.final``; resumable per epoch)."""
 
     checkpoint: str
     data: str
@@ -123,6 +130,7 @@ class SearchConfig:
     reward: str | None = None
     reward_engine: str = "eager"
     seed_uniform: bool = False
+    final_recipe: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -143,6 +151,7 @@ class SearchConfig:
         check_alpha(self.alpha)
         if self.reward is not None:
             get_reward(self.reward)                          # names the known rewards
+        check_final_recipe(self.final_recipe)
         if self.reward_engine not in REWARD_ENGINES:
             raise RobustqError(f"reward_engine must be one of {', '.join(REWARD_ENGINES)}, got "
                                f"{self.reward_engine!r}")
@@ -206,7 +215,7 @@ class Search:
                                DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
         self.strategy = STRATEGY_REGISTRY.get(cfg.strategy)
-        if cfg.strategy == "tpe":
+        if self.strategy.optuna:
             require_optuna()                                 # installed, before anything is written
         # everything is validated: only now is the output directory touched
         check_writable(self.out)
@@ -373,17 +382,19 @@ class Search:
     def finish(self, test_images: int, test_n: int, test_skip: int | None = None,
                progress: Progress | None = None, executor: Executor | None = None
                ) -> dict[str, Any]:
-        """Re-build the best policy from FP with the same recipe, save it, and evaluate it on
+        """Re-build the best policy from FP (``cfg.final_recipe``), save it, and evaluate it on
         the test split with full certification (``test_images`` images, ``test_n`` samples)."""
         best = read_state(self.out)["best"]
         policy = Policy.from_json(best["policy"])
         policy.save(self.out / BEST_POLICY)
         progress = silent(progress)
-        with progress.phase(f"final model: fine-tuning on {len(self.ft_ds)} images"):
-            q = build_quantized(self.fp, policy, self.cfg.method, self.ft_ds, self.sigma,
-                                self.cfg.finetune_lr, self.cfg.seed)
+        recipe = self.cfg.final_recipe
+        with progress.phase(f"final model: fine-tuning ({recipe or 'the episode recipe'}, "
+                            f"{self._final_images(recipe)} images)") as ph:
+            q = final_model(self, policy, self.out / "final_model", recipe, ph)
         save_quantized(self.out / "best_model.safetensors", q, self.card,
-                       {"sigma": self.sigma, "search": self.cfg.to_json(), "policy_reward": best})
+                       {"sigma": self.sigma, "search": self.cfg.to_json(), "policy_reward": best,
+                        "recipe": recipe})
         with progress.phase(f"final model: certifying test images (n={test_n})") as ph:
             final = evaluate_on_test(
                 q, policy, self.cfg.data, self.sigma, test_images, test_n, self.cfg,
@@ -392,6 +403,13 @@ class Search:
         final["search_wall_s"] = sum(ln["episode_s"] for ln in read_episodes(self.out))
         atomic_write_json(self.out / FINAL_FILE, final)
         return final
+
+
+    def _final_images(self, recipe: str | None) -> int | str:
+        """How many training images the final fine-tune sees (a recipe's None: all)."""
+        if recipe is None:
+            return len(self.ft_ds)
+        return qat_recipe(recipe).get("train_images") or "all training"
 
 
 def _defaults() -> dict[str, Any]:

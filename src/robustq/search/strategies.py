@@ -2,7 +2,8 @@
 
 A strategy is a ``Strategy``: ``propose(search, episode)`` gives (states, actions, weight bits,
 activation bits) before budget enforcement; ``reward`` is the reward it is scored with unless
-the search names another; ``learns`` says whether the DDPG agent observes its episodes. The
+the search names another; ``learns`` says whether the DDPG agent observes its episodes; ``optuna`` whether it
+needs Optuna (the ``search`` extra). The
 search passed in is duck-typed (``table``, ``states``, ``cfg``, ``rng``, ``agent`` and
 ``episodes_so_far()``), so this module does not depend on ``search.search``.
 
@@ -11,6 +12,9 @@ search passed in is duck-typed (``table``, ``states``, ``cfg``, ``rng``, ``agent
 - ``random``: uniform random actions (a baseline at equal evaluations).
 - ``uniform``: every layer at ``uniform_bits`` (one episode).
 - ``tpe``: Optuna's TPE sampler fitted to every episode so far (the black-box baseline).
+- ``nsga2``: Optuna's NSGA-II over three objectives at once (the reward and clean accuracy up,
+  BitOPs down): the multi-objective mode, whose episodes form a Pareto front (with
+  ``--budgets``, one policy per budget).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Strategy:
     propose: Callable[[Any, int], Proposal]
     reward: str
     learns: bool = False
+    optuna: bool = False
 
 
 STRATEGY_REGISTRY: Registry[Strategy] = Registry("strategy")
@@ -74,11 +79,17 @@ def _tpe(search: Any, episode: int) -> Proposal:
     return _fixed(search, *tpe_bits(search.table, search.episodes_so_far(), search.cfg, episode))
 
 
+def _nsga2(search: Any, episode: int) -> Proposal:
+    return _fixed(search, *nsga2_bits(search.table, search.episodes_so_far(), search.cfg,
+                                      episode))
+
+
 for _name, _strategy in {"arq": Strategy(_agent, "arq", learns=True),
                          "haq": Strategy(_agent, "haq", learns=True),
                          "random": Strategy(_random, "haq"),
                          "uniform": Strategy(_uniform, "haq"),
-                         "tpe": Strategy(_tpe, "arq")}.items():
+                         "tpe": Strategy(_tpe, "arq", optuna=True),
+                         "nsga2": Strategy(_nsga2, "arq", optuna=True)}.items():
     STRATEGY_REGISTRY.register(_name)(_strategy)
 STRATEGIES = tuple(STRATEGY_REGISTRY.names())
 
@@ -90,15 +101,53 @@ def tpe_bits(table: LayerTable, done: list[dict[str, Any]], cfg: Any, episode: i
     ``done`` episodes (their policies after budget enforcement, and rewards). Rebuilt from the
     log each time, so a resumed search asks exactly what an uninterrupted one would."""
     optuna = require_optuna()
+    sampler = optuna.samplers.TPESampler(seed=_sampler_seed(cfg, episode), multivariate=True,
+                                         n_startup_trials=cfg.warmup)
+    return _ask_bits(table, done, cfg, optuna.create_study(direction="maximize", sampler=sampler),
+                     lambda ln: {"value": ln["reward"]})
+
+
+# NSGA-II's objectives, read from an episode's log line: (key, +1 maximize / -1 minimize)
+NSGA2_OBJECTIVES = (("reward", 1), ("accuracy", 1), ("bitops_percent", -1))
+
+
+def nsga2_bits(table: LayerTable, done: list[dict[str, Any]], cfg: Any, episode: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Episode ``episode``'s bits from Optuna's NSGA-II (seeded by (seed, episode)) over
+    ``NSGA2_OBJECTIVES``. The population is ``cfg.warmup`` episodes (at least 2): the first
+    generation is random, each later one is bred from the elite of all before it. Episode k
+    belongs to generation k // population, as in a live one-at-a-time NSGA-II study, and the
+    study is rebuilt from the log with those generations, so a resumed search asks exactly
+    what an uninterrupted one would."""
+    optuna = require_optuna()
+    population = max(2, cfg.warmup)
+    sampler = optuna.samplers.NSGAIISampler(population_size=population,
+                                            seed=_sampler_seed(cfg, episode))
+    study = optuna.create_study(directions=["maximize" if sign > 0 else "minimize"
+                                            for _, sign in NSGA2_OBJECTIVES], sampler=sampler)
+    key = f"{type(sampler).__name__}:generation"       # where Optuna's GA samplers keep it
+    return _ask_bits(table, done, cfg, study, lambda ln: {
+        "values": [ln[k] for k, _ in NSGA2_OBJECTIVES],
+        "system_attrs": {key: ln["episode"] // population}})
+
+
+def _sampler_seed(cfg: Any, episode: int) -> int:
+    return cfg.seed * 1_000_003 + episode
+
+
+def _ask_bits(table: LayerTable, done: list[dict[str, Any]], cfg: Any, study: Any,
+              outcome: Callable[[dict[str, Any]], dict[str, Any]]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Add the ``done`` episodes to ``study`` (their policies after budget enforcement as
+    parameters in [cfg.b_min, cfg.b_max], ``outcome(line)`` the trial's values), then ask it
+    for the next bits."""
+    optuna = require_optuna()
     dist = optuna.distributions.IntDistribution(cfg.b_min, cfg.b_max)
     space = {f"{kind}.{name}": dist for name in table.names for kind in ("w", "a")}
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed * 1_000_003 + episode, multivariate=True,
-                                         n_startup_trials=cfg.warmup)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
     study.add_trials([optuna.trial.create_trial(
         params={f"{kind}.{name}": bits[kind] for name, bits in ln["policy"].items()
                 for kind in ("w", "a")},
-        distributions=space, value=ln["reward"]) for ln in done])
+        distributions=space, **outcome(ln)) for ln in done])
     params = study.ask(space).params
     return (np.array([params[f"w.{n}"] for n in table.names]),
             np.array([params[f"a.{n}"] for n in table.names]))
@@ -109,6 +158,7 @@ def require_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise RobustqError("the tpe strategy needs Optuna: pip install 'robustq[search]'") from None
+        raise RobustqError("the tpe and nsga2 strategies need Optuna: pip install "
+                          "'robustq[search]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
