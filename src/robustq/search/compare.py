@@ -20,7 +20,7 @@ from torch import nn
 from robustq.certify.run import pairwise_differences
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.policy import Policy
-from robustq.search.final import check_final_recipe, final_model
+from robustq.search.final import check_final_recipe, final_model, saved_model
 from robustq.search.search import Search, SearchConfig, evaluate_on_test, search_origin
 from robustq.utils.config import JsonConfig
 from robustq.utils.errors import RobustqError
@@ -137,11 +137,9 @@ def finetuned_once(search: Search, policy: Policy, run_dir: Path,
     runs in ``run_dir/qat``), saved in ``run_dir`` the first time: a compare resumed after a
     kill certifies the very model it started with."""
     saved = run_dir / "model.safetensors"
-    if saved.is_file():
-        model, meta = load_model(saved)
-        if Policy.from_json(meta["quant"]["policy"]) != policy:
-            raise RobustqError(f"{saved}: holds a model of another policy; use a new --out")
-        return model
+    done = saved_model(saved, policy)
+    if done is not None:
+        return done
     recipe = search.cfg.final_recipe
     with silent(progress).phase(f"{run_dir.name}: fine-tuning "
                                 f"({recipe or f'episode recipe, {len(search.ft_ds)} images'})"

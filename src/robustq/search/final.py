@@ -57,22 +57,29 @@ def final_model(search: Any, policy: Policy, qat_dir: Path, recipe: str | None,
     ``qat_dir`` (its policy file beside it): a finished run there is read back, a killed one
     resumed, one of another policy refused."""
     check_final_recipe(recipe)
+    c = search.cfg
     if recipe is None:
-        c = search.cfg
         return build_quantized(search.fp, policy, c.method, search.ft_ds, search.sigma,
                                c.finetune_lr, c.seed)
-    saved = qat_dir / "model.safetensors"
-    if saved.is_file():
-        model, meta = load_model(saved)
-        if Policy.from_json(meta["quant"]["policy"]) != policy:
-            raise RobustqError(f"{saved}: holds a model of another policy; use a new --out")
-        return model.eval()
+    done = saved_model(qat_dir / "model.safetensors", policy)
+    if done is not None:
+        return done
     policy_file = qat_dir.with_name(qat_dir.name + ".policy.json")
     policy.save(policy_file)
-    c = search.cfg
     job = QuantizeJob.from_recipe(recipe, checkpoint=c.checkpoint, data=c.data,
                                   policy=str(policy_file), method=c.method, sigma=search.sigma,
                                   seed=c.seed, device=search.device.type)
     resume = (qat_dir / "run.json").is_file()
     reporter = None if phase is None else PhaseReporter(phase, phase.label)
     return run_quantize(job, qat_dir, resume=resume, reporter=reporter).model.eval()
+
+
+def saved_model(path: Path, policy: Policy) -> nn.Module | None:
+    """The quantized model saved at ``path`` (eval mode), None if there is none; refused if it
+    holds another policy (a resumed run must continue the very model it started)."""
+    if not path.is_file():
+        return None
+    model, meta = load_model(path)
+    if Policy.from_json(meta["quant"]["policy"]) != policy:
+        raise RobustqError(f"{path}: holds a model of another policy; use a new --out")
+    return model.eval()

@@ -2,10 +2,10 @@
 
 A strategy is a ``Strategy``: ``propose(search, episode)`` gives (states, actions, weight bits,
 activation bits) before budget enforcement; ``reward`` is the reward it is scored with unless
-the search names another; ``learns`` says whether the DDPG agent observes its episodes; ``optuna`` whether it
-needs Optuna (the ``search`` extra). The
-search passed in is duck-typed (``table``, ``states``, ``cfg``, ``rng``, ``agent`` and
-``episodes_so_far()``), so this module does not depend on ``search.search``.
+the search names another; ``learns`` says whether the DDPG agent observes its episodes;
+``optuna`` whether it needs Optuna (the ``search`` extra). The search passed in is duck-typed
+(``table``, ``states``, ``cfg``, ``rng``, ``agent`` and ``episodes_so_far()``), so this module
+does not depend on ``search.search``.
 
 - ``arq``: HAQ's DDPG agent, one action per layer and kind, scored by ARQ's certified reward.
 - ``haq``: the same agent scored by HAQ's accuracy reward.
