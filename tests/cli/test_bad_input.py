@@ -165,6 +165,8 @@ def test_nothing_written_before_validation(env, tmp_path):
              "--finetune-images", "1000"], tmp_path / "s", "exceed")
     refused(["search", env / "m.safetensors", "--out", tmp_path / "s", "--data", env / "data",
              "--final-recipe", "long"], tmp_path / "s", "unknown final recipe 'long'")
+    refused(["search", env / "m.safetensors", "--out", tmp_path / "s", "--data", env / "data",
+             "--explore-sigma", "0"], tmp_path / "s", "explore_sigma must lie in (0, 1]")
     refused(["bench", env / "m.safetensors", "--out", tmp_path / "b", "--data", env / "data",
              "--images", "4", "--finetune-epochs", "0"], tmp_path / "b", "finetune_epochs")
     (tmp_path / "p.json").write_text(json.dumps({"layers": {"nope": {"w": 4, "a": 4}}}))

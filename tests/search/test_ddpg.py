@@ -45,3 +45,18 @@ def test_actor_learns_towards_rewarded_actions():
         agent.observe_episode(states, acts[:, None], float(acts.mean()), update=ep >= 5)
     with torch.no_grad():
         assert agent.actor(torch.as_tensor(states)).mean() > 0.6
+
+
+def test_exploration_sigma_decays_per_learning_episode():
+    """After warm-up the action is N(actor mean, sigma0 * decay^k) truncated to [0, 1]: the
+    sample spread of many draws at one state matches that sigma (far from the bounds)."""
+    cfg = DDPGConfig(hidden=8, warmup_episodes=1, sigma0=0.1, sigma_decay=0.5)
+    agent = DDPGAgent(4, 64, cfg, seed=0)
+    state = np.zeros(4, np.float32)
+    with torch.no_grad():
+        mean = float(agent.actor(torch.as_tensor(state[None])).item())
+    assert 0.3 < mean < 0.7                         # an untrained sigmoid: far from 0 and 1
+    for k, sigma in ((0, 0.1), (2, 0.025)):
+        draws = np.array([agent.act(state, 1 + k) for _ in range(4000)])
+        assert abs(draws.mean() - mean) < 4 * sigma / np.sqrt(4000)
+        assert abs(draws.std() / sigma - 1) < 0.06  # sd of a sample sd: ~1/sqrt(2 x 4000)

@@ -122,6 +122,15 @@ def test_bad_settings(fp, tmp_path):
         Search(config(fp, episodes=9), tmp_path / "z")
 
 
+def test_exploration_settings_reach_the_agent_and_are_validated(fp, tmp_path):
+    s = Search(config(fp, explore_sigma=0.05, explore_decay=0.9), tmp_path / "s")
+    assert (s.agent.cfg.sigma0, s.agent.cfg.sigma_decay) == (0.05, 0.9)
+    assert SearchConfig.from_json(s.cfg.to_json()) == s.cfg
+    for bad in ({"explore_sigma": 0.0}, {"explore_sigma": 1.5}, {"explore_decay": float("nan")}):
+        with pytest.raises(RobustqError, match="explore_"):
+            config(fp, **bad)
+
+
 def test_cli_search_and_compare(fp, tmp_path):
     ckpt = str(fp / "fp" / "model.safetensors")
     common = ["--data", str(fp / "data"), "--finetune-images", "12", "--holdout-images", "12"]

@@ -50,6 +50,11 @@ FinalRecipeOpt = Annotated[str, typer.Option(
          "(3 epochs over the full training split, half distilled from the FP model), episode "
          "(QAT's loop on 2,000 images), or none (the episodes' own short fine-tune on "
          "--finetune-images)")]
+ExploreSigmaOpt = Annotated[float, typer.Option(
+    help="DDPG exploration: sigma of the truncated normal around the actor's action (in [0, 1] "
+         "action units) after warm-up")]
+ExploreDecayOpt = Annotated[float, typer.Option(
+    help="DDPG exploration: sigma's factor per learning episode (HAQ: 0.99)")]
 FpCacheOpt = Annotated[Path | None, typer.Option(
     help="directory of the FP model's IRS cache, shared between searches with the same "
          "certification settings (default: in --out)")]
@@ -87,6 +92,8 @@ def search_cmd(
     reward: RewardOpt = None,
     reward_engine: RewardEngineOpt = SearchConfig.reward_engine,
     seed_uniform: SeedUniformOpt = False,
+    explore_sigma: ExploreSigmaOpt = SearchConfig.explore_sigma,
+    explore_decay: ExploreDecayOpt = SearchConfig.explore_decay,
     fp_cache: FpCacheOpt = None,
     final_recipe: FinalRecipeOpt = "deploy",
     seed: SeedOpt = 0,
@@ -103,6 +110,7 @@ def search_cmd(
                        shared=None if shared is None else str(shared), bn_images=bn_images,
                        fp_cache=None if fp_cache is None else str(fp_cache), reward=reward,
                        reward_engine=reward_engine, seed_uniform=seed_uniform,
+                       explore_sigma=explore_sigma, explore_decay=explore_decay,
                        final_recipe=recipe_or_none(final_recipe))
     warn_if_all_random(cfg)
     search_and_finish(Search(cfg, out, where), machine, test_images, test_n)

@@ -99,7 +99,10 @@ class SearchConfig:
     buffer and the best-so-far start from the obvious baseline instead of a random policy.
     ``final_recipe``: how ``finish`` fine-tunes the best policy: None, the episodes' own short
     fine-tune; a ``quant.workflow.QAT_RECIPES`` name (``deploy``), that QAT run in
-    ``final_model/`` (``search.final``; resumable per epoch)."""
+    ``final_model/`` (``search.final``; resumable per epoch). ``explore_sigma`` and
+    ``explore_decay``: the DDPG agent's exploration, a truncated normal of sigma
+    ``explore_sigma`` (action units, [0, 1]) around the actor's action, multiplied by
+    ``explore_decay`` after each learning episode (HAQ's 0.5 and 0.99)."""
 
     checkpoint: str
     data: str
@@ -131,6 +134,8 @@ class SearchConfig:
     reward_engine: str = "eager"
     seed_uniform: bool = False
     final_recipe: str | None = None
+    explore_sigma: float = 0.5
+    explore_decay: float = 0.99
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -157,6 +162,10 @@ class SearchConfig:
                                f"{self.reward_engine!r}")
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
+        for name in ("explore_sigma", "explore_decay"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0 < v <= 1):
+                raise RobustqError(f"{name} must lie in (0, 1], got {v}")
         for b in (self.budget, *self.budgets):
             if not (math.isfinite(b) and 0 < b <= 100):
                 raise RobustqError(f"budget must lie in (0, 100] % of FP32 BitOPs, got {b}")
@@ -212,7 +221,9 @@ class Search:
             self.ft_ds, images=cfg.bn_images, sigma=self.sigma, seed=cfg.seed))
         self.states = self.table.states()
         self.agent = DDPGAgent(self.states.shape[1], 128 * 2 * len(self.table),
-                               DDPGConfig(warmup_episodes=cfg.warmup), seed=cfg.seed)
+                               DDPGConfig(warmup_episodes=cfg.warmup,
+                                          sigma0=cfg.explore_sigma,
+                                          sigma_decay=cfg.explore_decay), seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 1)     # random search
         self.strategy = STRATEGY_REGISTRY.get(cfg.strategy)
         if self.strategy.optuna:
