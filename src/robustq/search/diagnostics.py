@@ -6,7 +6,9 @@ different policies, the paired 95% interval of their held-out ACR difference (IR
 image, the same images and noise in every episode), on the first k certification images for
 each k asked: the half-width a reward difference must beat to mean anything.
 ``pareto_front``: the episodes no other episode beats on every objective (ACR, clean
-accuracy, BitOPs by default).
+accuracy, BitOPs by default). ``proposal_gain``: how much better, on average, a strategy's
+proposals are than random ones (Welch's interval): whether it learns, free of the winner's
+curse that biases a best-of-N.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import ttest_ind
 
 from robustq.certify.metrics import certified_radii, paired_difference
 from robustq.certify.rundir import read_rows
@@ -126,3 +129,27 @@ def compare_best(search_dirs: Sequence[str | Path], reference: str | Path) -> li
                     "bitops_percent": b["bitops_percent"], "acr_minus_reference": diff.mean,
                     "low": diff.low, "high": diff.high})
     return out
+
+
+def mean_gain(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """mean(a) - mean(b) for two independent samples with Welch's t interval (unequal
+    variances; SciPy), and the sample sizes."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        raise RobustqError(f"a mean gain needs at least 2 values a side, got {len(a)} and {len(b)}")
+    ci = ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    return {"mean": float(a.mean() - b.mean()), "low": float(ci.low), "high": float(ci.high),
+            "n": len(a), "n_baseline": len(b)}
+
+
+def proposal_gain(search_dir: str | Path, random_acrs: Sequence[float],
+                  start: int) -> dict[str, Any]:
+    """Held-out ACR of a search's episodes from ``start`` on (after its warm-up) minus that of
+    random policies scored with the same settings (``random_acrs``: e.g. a random search's
+    episodes and the warm-ups), with Welch's 95% interval. Unlike a best-of-N, the mean is
+    not biased upward by the reward's noise; the shared images and noise shift both sides
+    alike."""
+    lines = read_episodes(Path(search_dir))
+    if not lines or "acr" not in lines[0]:
+        raise RobustqError(f"{search_dir}: no episodes with ARQ's reward logged")
+    return mean_gain([ln["acr"] for ln in lines[start:]], random_acrs) | {"from": start}
