@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from robustq.quant.checkpoint import load_model
 from robustq.quant.policy import Policy
 from robustq.quant.workflow import QuantizeJob, run_quantize
 from robustq.search import Search, SearchConfig
+from robustq.search.diagnostics import rank_agreement
 from robustq.search.evaluate import arq_reward
 from robustq.search.shared import rebit, sample_bits
 from robustq.utils import atomic_write_json, provenance
@@ -133,18 +133,11 @@ def score(args: argparse.Namespace, search: Search, ctx, dear_ctx, i: int, polic
 
 
 def report(args: argparse.Namespace, cfg: SearchConfig, rows: list[dict]) -> None:
-    cheap = np.array([r["episode_acr"] for r in rows])
-    dear = np.array([r["trained_acr"] for r in rows])
-    if len(set(cheap)) < 2 or len(set(dear)) < 2:
-        raise SystemExit("the ACRs are constant over the policies: no ranking to compare")
-    rho = float(spearmanr(cheap, dear).statistic)
-    rng = np.random.default_rng(0)
-    boot = []
-    for _ in range(2000):
-        i = rng.integers(0, len(rows), len(rows))
-        if len(set(cheap[i])) > 1 and len(set(dear[i])) > 1:
-            boot.append(spearmanr(cheap[i], dear[i]).statistic)
-    low, high = (float(q) for q in np.nanquantile(boot, [0.025, 0.975]))
+    try:
+        agree = rank_agreement([r["episode_acr"] for r in rows], [r["trained_acr"] for r in rows])
+    except RobustqError as e:
+        raise SystemExit(f"error: {e}") from None
+    rho, low, high = agree["rho"], agree["low"], agree["high"]
     out = {"search": str(args.search), "recipe": args.recipe, "epochs": args.epochs,
            "n_p": args.n_p, "spearman_rho": rho, "bootstrap_95": [low, high], "rows": rows,
            "provenance": provenance(cfg.seed, {k: str(v) for k, v in vars(args).items()})}

@@ -8,7 +8,8 @@ each k asked: the half-width a reward difference must beat to mean anything.
 ``pareto_front``: the episodes no other episode beats on every objective (ACR, clean
 accuracy, BitOPs by default). ``proposal_gain``: how much better, on average, a strategy's
 proposals are than random ones (Welch's interval): whether it learns, free of the winner's
-curse that biases a best-of-N.
+curse that biases a best-of-N. ``rank_agreement``: Spearman's rho between a cheap and a dear
+score of the same policies, with a bootstrap interval over policies.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import ttest_ind
+from scipy.stats import rankdata, spearmanr, ttest_ind
 
 from robustq.certify.metrics import certified_radii, paired_difference
 from robustq.certify.rundir import read_rows
@@ -153,3 +154,27 @@ def proposal_gain(search_dir: str | Path, random_acrs: Sequence[float],
     if not lines or "acr" not in lines[0]:
         raise RobustqError(f"{search_dir}: no episodes with ARQ's reward logged")
     return mean_gain([ln["acr"] for ln in lines[start:]], random_acrs) | {"from": start}
+
+
+def rank_agreement(cheap: Sequence[float], dear: Sequence[float], draws: int = 2000,
+                   confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Spearman's rho (SciPy) between two scores of the same policies, and a percentile
+    bootstrap interval over policies (resamples in which either score is constant are
+    skipped: rho is undefined there). With few policies the interval is wide: it is the
+    honest statement of how little a handful of policies can show."""
+    x, y = np.asarray(cheap, dtype=float), np.asarray(dear, dtype=float)
+    if len(x) != len(y) or len(x) < 3:
+        raise RobustqError(f"a rank agreement needs at least 3 paired scores, got {len(x)} "
+                           f"and {len(y)}")
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        raise RobustqError("a score is constant over the policies: no ranking to compare")
+    idx = np.random.default_rng(seed).integers(0, len(x), (draws, len(x)))
+    # Spearman's rho of every resample at once: Pearson's r of the average ranks, which is what
+    # spearmanr computes, vectorised over the resamples (one spearmanr call each is ~100x slower)
+    xr, yr = (rankdata(v[idx], axis=1) for v in (x, y))
+    xr, yr = xr - xr.mean(axis=1, keepdims=True), yr - yr.mean(axis=1, keepdims=True)
+    norm = np.sqrt((xr**2).sum(axis=1) * (yr**2).sum(axis=1))
+    boot = (xr * yr).sum(axis=1)[norm > 0] / norm[norm > 0]
+    tail = (1 - confidence) / 2
+    low, high = (float(q) for q in np.nanquantile(boot, [tail, 1 - tail]))
+    return {"rho": float(spearmanr(x, y).statistic), "low": low, "high": high, "n": len(x)}

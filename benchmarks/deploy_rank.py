@@ -1,0 +1,121 @@
+"""Does the search's cheap episode reward rank the *deployed* models like the test protocol?
+
+For each certified final model (``NAME=CERT_DIR``: a ``robustq certify`` run of a quantized
+checkpoint, e.g. a search's best policy through the deploy recipe), its policy is read from the
+run's record and scored as one search episode would score it: the weight-sharing model re-bitted
+to that policy, BatchNorm re-estimated, ARQ's IRS reward on the search's held-out images against
+its FP cache (``SEARCH``: a search on a shared model with ARQ's reward gives every setting).
+Then Spearman's rho between that episode ACR and the test-protocol ACR of the deployed model
+over the images every run certified, with a bootstrap 95% interval over policies
+(``search.diagnostics.rank_agreement``). Scores are cached per name in ``--out/rank.jsonl``.
+
+    python benchmarks/deploy_rank.py results/search/arq_b1.5625_e60_c100 \\
+        --shared results/models/shared_resnet20_v2_s025/model.safetensors \\
+        uniform44=results/certify/lsq44_v2_kd_e6 arq60=results/certify/arq60best_v2_kd_e6 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_table import common_rows  # noqa: E402 - a sibling script
+
+from robustq.certify.rundir import summarize_rows  # noqa: E402
+from robustq.quant.policy import Policy  # noqa: E402
+from robustq.search import Search, SearchConfig  # noqa: E402
+from robustq.search.diagnostics import rank_agreement  # noqa: E402
+from robustq.search.evaluate import arq_reward  # noqa: E402
+from robustq.search.shared import rebit  # noqa: E402
+from robustq.utils import atomic_write_json, provenance  # noqa: E402
+from robustq.utils.errors import RobustqError  # noqa: E402
+from robustq.utils.io import append_line  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("search", type=Path, help="a search on a shared model, with ARQ's reward")
+    ap.add_argument("runs", nargs="+", metavar="NAME=CERT_DIR")
+    ap.add_argument("--shared", default=None, help="the weight-sharing model, where the "
+                    "search's path no longer exists")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/deploy_rank"))
+    args = ap.parse_args()
+    args.specs = {}
+    for item in args.runs:
+        name, _, cert = item.partition("=")
+        if not name or not cert or not (Path(cert) / "run.json").is_file():
+            raise SystemExit(f"error: {item!r}: expected NAME=CERT_DIR of a certify run")
+        args.specs[name] = Path(cert)
+    return args
+
+
+def certified_policy(cert_dir: Path) -> Policy:
+    cost = json.loads((cert_dir / "run.json").read_text())["model"].get("cost")
+    if not cost or "policy" not in cost:
+        raise RobustqError(f"{cert_dir}: not a quantized model's certification (no policy)")
+    return Policy.from_json(cost["policy"])
+
+
+def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
+    """Each policy's episode reward, computed once (cached in rank.jsonl by name)."""
+    log = args.out / "rank.jsonl"
+    done = {r["name"]: r for r in map(json.loads, log.read_text().splitlines())} \
+        if log.is_file() else {}
+    todo = [n for n in names if n not in done]
+    if not todo:
+        return done
+    cfg = SearchConfig.from_json(json.loads((args.search / "search.json").read_text())["config"])
+    if cfg.reward_name != "arq" or cfg.shared is None:
+        raise SystemExit(f"error: {args.search}: need a search on a shared model with ARQ's reward")
+    if args.shared:
+        cfg = dataclasses.replace(cfg, shared=args.shared)
+    search = Search(cfg, args.out / "search")        # its own record: the search's stays as is
+    ctx = search.context()
+    for name in todo:
+        policy = certified_policy(args.specs[name])
+        _, cheap = arq_reward(rebit(search.shared, policy, search.bn_batches), ctx,
+                              args.out / name)
+        done[name] = {"name": name, "episode_acr": cheap["acr"],
+                      "episode_accuracy": cheap["accuracy"]}
+        append_line(log, json.dumps(done[name]))
+        print(json.dumps(done[name]), flush=True)
+    return done
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        rows = common_rows(args.specs)
+        test = {k: summarize_rows(v, ())["acr"] for k, v in rows.items()}
+        scores = episode_scores(args, list(args.specs))
+        names = list(args.specs)
+        agree = rank_agreement([scores[n]["episode_acr"] for n in names],
+                               [test[n] for n in names])
+    except (RobustqError, OSError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from None
+    images = len(next(iter(rows.values())))
+    atomic_write_json(args.out / "rank.json", {
+        "search": str(args.search), "test_images": images, "agreement": agree,
+        "rows": [scores[n] | {"test_acr": test[n], "cert": str(args.specs[n])} for n in names],
+        "provenance": provenance(0, {k: str(v) for k, v in vars(args).items() if k != "specs"})})
+    print(f"\nSpearman rho {agree['rho']:.3f} (bootstrap 95% [{agree['low']:.3f}, "
+          f"{agree['high']:.3f}]) over {agree['n']} policies\n\n| policy | episode ACR (held-out, "
+          f"shared model) | episode accuracy | test ACR ({images} protocol images) |\n"
+          "| --- | --- | --- | --- |")
+    for n in names:
+        print(f"| {n} | {scores[n]['episode_acr']:.4f} | {scores[n]['episode_accuracy']:.3f} | "
+              f"{test[n]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
