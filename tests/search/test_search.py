@@ -110,6 +110,15 @@ def test_uniform_is_one_episode_at_its_bits(fp, tmp_path):
     assert {(b["w"], b["a"]) for b in best["policy"].values()} == {(4, 4)}
 
 
+def test_uniform_over_budget_takes_the_widest_uniform_width_that_fits(fp, tmp_path):
+    search = Search(config(fp, strategy="uniform", uniform_bits=8, budget=5.0), tmp_path / "u")
+    widest = search.table.widest_uniform(5.0)
+    assert 2 <= widest < 8
+    best = search.run()
+    assert {(b["w"], b["a"]) for b in best["policy"].values()} == {(widest, widest)}
+    assert best["bitops_percent"] <= 5.0 + 1e-9
+
+
 def test_bad_settings(fp, tmp_path):
     with pytest.raises(RobustqError, match="cannot be met"):
         Search(config(fp, budget=0.1), tmp_path / "x")

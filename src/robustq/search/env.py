@@ -69,6 +69,14 @@ class LayerTable:
         """BitOPs of per-layer bits (w, a) as % of FP32 (32 x 32 per MAC)."""
         return float(100.0 * (self.macs * w * a).sum() / (self.macs.sum() * FP * FP))
 
+    def widest_uniform(self, budget: float, b_min: int = 2, b_max: int = 8) -> int:
+        """The most bits b in [b_min, b_max] with every layer at b/b within ``budget`` (% of
+        FP32 BitOPs); b_min where none fits."""
+        k = len(self)
+        fits = [b for b in range(b_min, b_max + 1)
+                if self.bitops_percent(np.full(k, b), np.full(k, b)) <= budget + 1e-12]
+        return max(fits, default=b_min)
+
     def states(self) -> np.ndarray:
         """Static state rows ``(2 * layers, len(FEATURES))``, min-max normalized per feature;
         the ``previous_action`` column (index 9) is filled in during the episode."""

@@ -257,9 +257,7 @@ class Search:
         """The widest uniform policy within the first budget, with the states and the actions
         (each width's interval midpoint, ``action_to_bits``) an agent would have taken."""
         c, k = self.cfg, len(self.table)
-        fits = [b for b in range(c.b_min, c.b_max + 1)
-                if self.table.bitops_percent(np.full(k, b), np.full(k, b)) <= c.all_budgets[0] + 1e-12]
-        bits = np.full(k, max(fits, default=c.b_min))
+        bits = np.full(k, self.table.widest_uniform(c.all_budgets[0], c.b_min, c.b_max))
         action = (bits[0] - c.b_min + 0.5) / (c.b_max - c.b_min + 1)
         states = self.states.copy()
         states[1:, 9] = bits[0] / c.b_max                  # every previous action was this width

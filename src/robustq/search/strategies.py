@@ -10,7 +10,8 @@ does not depend on ``search.search``.
 - ``arq``: HAQ's DDPG agent, one action per layer and kind, scored by ARQ's certified reward.
 - ``haq``: the same agent scored by HAQ's accuracy reward.
 - ``random``: uniform random actions (a baseline at equal evaluations).
-- ``uniform``: every layer at ``uniform_bits`` (one episode).
+- ``uniform``: every layer at ``uniform_bits``, or at the widest width within the budget
+  where that does not fit (one episode).
 - ``tpe``: Optuna's TPE sampler fitted to every episode so far (the black-box baseline).
 - ``nsga2``: Optuna's NSGA-II over three objectives at once (the reward and clean accuracy up,
   BitOPs down): the multi-objective mode, whose episodes form a Pareto front (with
@@ -71,7 +72,11 @@ def _fixed(search: Any, w: np.ndarray, a: np.ndarray) -> Proposal:
 
 
 def _uniform(search: Any, episode: int) -> Proposal:
-    bits = np.full(len(search.table), search.cfg.uniform_bits)
+    # where uniform_bits overshoots the budget, the widest uniform width that meets it: the
+    # budget rule would otherwise lower some layers only, and the baseline would not be uniform
+    c = search.cfg
+    bits = np.full(len(search.table), min(c.uniform_bits, search.table.widest_uniform(
+        c.all_budgets[0], c.b_min, c.b_max)))
     return _fixed(search, bits, bits.copy())
 
 
