@@ -4,7 +4,8 @@ test split), smoothed accuracy, ACR and certified accuracy at 0.25 / 0.5 / 0.75 
 images every run has certified; where a row names its search, that search's episodes and wall
 time (the sum of its episodes; the one-off FP cache and weight-sharing model are not in it);
 then the paired 95% interval of the ``--minus`` row's ACR (and smoothed accuracy) minus each
-other row's. Nothing is written.
+other row's. A run certified in parts (``certify --offset``) is named by its parts,
+``NAME=DIR+DIR_o20+DIR_o40,SEARCH_DIR``. Nothing is written.
 
     python benchmarks/headline_table.py fp32=results/certify/resnet20_cifar10_sigma0.25_v2 \\
         uniform44=results/certify/lsq44_v2_kd_e6,results/search/uniform_arq_b1.5625_e1_c100 \\
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_table import RADII, common_rows, per_image  # noqa: E402 - a sibling script
+from paired_table import RADII, common_rows, parts, per_image  # noqa: E402 - a sibling script
 
 from robustq.certify.metrics import paired_difference  # noqa: E402
 from robustq.certify.rundir import summarize_rows  # noqa: E402
@@ -64,14 +65,14 @@ def parse_rows(items: list[str]) -> dict[str, tuple[Path, Path | None]]:
         cert, _, search = spec.partition(",")
         if not name or not cert:
             raise SystemExit(f"error: {item!r}: expected NAME=CERT_DIR[,SEARCH_DIR]")
-        rows[name] = (Path(cert), Path(search) if search else None)
+        rows[name] = (Path(cert), Path(search) if search else None)   # cert: DIR[+DIR_o20...]
     return rows
 
 
 def row_line(name: str, spec: tuple[Path, Path | None], rows: list[dict[str, Any]]) -> str:
     s = summarize_rows(rows, RADII)
-    bitops, kib = model_cost(spec[0])
-    clean = clean_accuracy(spec[0])
+    bitops, kib = model_cost(parts(spec[0])[0])
+    clean = clean_accuracy(parts(spec[0])[0])
     ca = " / ".join(f"{100 * s['certified_accuracy'][str(r)]:.1f}" for r in RADII)
     return (f"| {name} | {bitops:.3f}% | {'-' if kib is None else f'{kib:.0f} KiB'} | "
             f"{'-' if clean is None else f'{100 * clean:.2f}%'} | "

@@ -15,14 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from robustq.certify.metrics import certified_radii, paired_difference
-from robustq.certify.rundir import read_rows, summarize_rows
+from robustq.certify.reuse import joined_rows
+from robustq.certify.rundir import summarize_rows
 
 RADII = (0.25, 0.5, 0.75, 1.0)
 
 
+def parts(run: Path) -> list[Path]:
+    """A run named as its parts, ``DIR+DIR_o20+...`` (certify --offset), or one directory."""
+    return [Path(p) for p in str(run).split("+")]
+
+
 def common_rows(runs: dict[str, Path]) -> dict[str, list[dict[str, str]]]:
-    """Each run's rows restricted to the images every run has certified, in image order."""
-    rows = {k: read_rows(v) for k, v in runs.items()}
+    """Each run's rows (joined over its ``+`` parts) restricted to the images every run has
+    certified, in image order."""
+    rows = {k: joined_rows(parts(v)) for k, v in runs.items()}
     shared = set.intersection(*({r["idx"] for r in rs} for rs in rows.values()))
     return {k: sorted((r for r in rs if r["idx"] in shared), key=lambda r: int(r["idx"]))
             for k, rs in rows.items()}

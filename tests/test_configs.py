@@ -21,7 +21,7 @@ from robustq.search.shared import SharedJob
 from robustq.utils.errors import RobustqError
 
 CONFIGS = [
-    CertifyConfig(sigma=0.5, n0=50, n=2000, alpha=0.01, skip=3, max_images=7, seed=4,
+    CertifyConfig(sigma=0.5, n0=50, n=2000, alpha=0.01, skip=3, max_images=7, offset=2, seed=4,
                   radii=(0.1, 0.2), n_p=300, extra={"note": "x"}),
     ModelCard(arch="resnet20", num_classes=10, in_channels=3, mean=(0.4, 0.5, 0.6),
               std=(0.2, 0.3, 0.25), classes=tuple("abcdefghij"), input_size=(28, 28),

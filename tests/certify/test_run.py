@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from robustq.certify import Smooth
+from robustq.certify.reuse import joined_rows
 from robustq.certify.run import (
     CACHE,
     TSV,
@@ -94,9 +96,40 @@ def test_cache_from_another_dataset_is_refused(tmp_path, tiny_rgb_dataset):
                             tmp_path / "p")
 
 
+def test_runs_at_offsets_certify_exactly_the_images_of_one_run(tmp_path, tiny_rgb_dataset):
+    whole = dict(CFG, skip=2, max_images=6)              # images 0, 2, ..., 10
+    certify_dataset(model2(), tiny_rgb_dataset, CertifyConfig(**whole), tmp_path / "one")
+    for offset in (4, 0, 2):                             # 4 10; 0 6; 2 8
+        cfg = CertifyConfig(**dict(whole, skip=6, max_images=2, offset=offset))
+        assert cfg.indices(len(tiny_rgb_dataset)) == [offset, offset + 6]
+        certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / f"o{offset}")
+    joined = joined_rows([tmp_path / f"o{k}" for k in (4, 0, 2)])
+    assert [{k: v for k, v in r.items() if k != "time"} for r in joined] == \
+        rows(tmp_path / "one" / TSV)
+    with pytest.raises(RobustqError, match="certified twice"):
+        joined_rows([tmp_path / "o0", tmp_path / "one"])
+    other = CertifyConfig(**dict(whole, skip=6, max_images=2, offset=2, sigma=0.5))
+    certify_dataset(model2(), tiny_rgb_dataset, other, tmp_path / "s05")
+    with pytest.raises(RobustqError, match="another sigma"):
+        joined_rows([tmp_path / "o0", tmp_path / "s05"])
+
+
+def test_a_run_recorded_before_offsets_existed_resumes(tmp_path, tiny_rgb_dataset):
+    cfg = CertifyConfig(**CFG)
+    certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "a")
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    del run["config"]["offset"]
+    (tmp_path / "a" / "run.json").write_text(json.dumps(run))
+    again = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "a")
+    assert again["images"] == 7
+    with pytest.raises(RobustqError, match="other settings"):
+        certify_dataset(model2(), tiny_rgb_dataset, dataclasses.replace(cfg, offset=1),
+                        tmp_path / "a")
+
+
 @pytest.mark.parametrize("bad", [dict(sigma=0), dict(sigma=-1), dict(n0=0), dict(n=0),
                                  dict(alpha=0), dict(alpha=1), dict(batch_size=0),
-                                 dict(alpha_zeta=1.5)])
+                                 dict(alpha_zeta=1.5), dict(offset=-1)])
 def test_bad_certify_config(bad):
     with pytest.raises(RobustqError):
         CertifyConfig(**{**CFG, **bad})

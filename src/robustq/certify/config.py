@@ -15,7 +15,9 @@ from robustq.utils.validate import check_sigma
 @dataclass(frozen=True)
 class CertifyConfig(JsonConfig):
     """One certification run. sigma in [0, 1] pixel units (None: the model's, see
-    ``with_sigma``); images ``skip*k`` for k < ``max``."""
+    ``with_sigma``); images ``offset + skip*k`` for k < ``max``. An image's noise depends on its
+    index and ``seed`` only, so runs at offsets 0, s, 2s, ... with skip ``k*s`` together certify
+    exactly what one run with skip ``s`` does (a protocol certified in resumable parts)."""
 
     sigma: float | None = None
     n0: int = 100
@@ -25,6 +27,7 @@ class CertifyConfig(JsonConfig):
     chunk: int = 100
     skip: int = 20
     max_images: int | None = 500
+    offset: int = 0
     seed: int = 0
     radii: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     # incremental (IRS) settings, used only against a cache
@@ -48,6 +51,8 @@ class CertifyConfig(JsonConfig):
             raise RobustqError(f"chunk must lie in [1, batch size], got {self.chunk}")
         if self.skip < 1:
             raise RobustqError(f"skip must be >= 1, got {self.skip}")
+        if self.offset < 0:
+            raise RobustqError(f"offset must be >= 0, got {self.offset}")
         if self.max_images is not None and self.max_images < 1:
             raise RobustqError(f"max images must be >= 1, got {self.max_images}")
         if self.n_p is not None and self.n_p < 1:
@@ -68,7 +73,7 @@ class CertifyConfig(JsonConfig):
         return self.sigma
 
     def indices(self, size: int) -> list[int]:
-        idx = list(range(0, size, self.skip))
+        idx = list(range(self.offset, size, self.skip))
         return idx[: self.max_images] if self.max_images is not None else idx
 
     def image_seed(self, index: int) -> int:

@@ -71,3 +71,30 @@ def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
     summary = summarize_rows(rows, cfg.radii)
     summary["wall_time_s"] = read_record(run_dir / SUMMARY, ("wall_time_s",))["wall_time_s"]
     return summary
+
+
+def joined_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
+    """The per-image rows of runs that certify parts of one image list (``offset``s): the same
+    classifier, data and certificate settings, no image twice, in image order. Their noise
+    depends on the image only, so the union is the one run over those images. Anything that
+    differs is refused with the run that differs."""
+    first = read_record(Path(run_dirs[0]) / RUN, ("config", "data", "model"))
+    rows = read_rows(run_dirs[0])
+    for run_dir in run_dirs[1:]:
+        meta = read_record(Path(run_dir) / RUN, ("config", "data", "model"))
+        problems = [k for k in SAME_CERTIFICATES if meta["config"].get(k) != first["config"].get(k)]
+        if meta["model"].get("checkpoint_sha256") != first["model"].get("checkpoint_sha256"):
+            problems.append("checkpoint")
+        if (resolved_source(meta["data"].get("source")), meta["data"].get("split")) != \
+                (resolved_source(first["data"].get("source")), first["data"].get("split")):
+            problems.append("data")
+        if meta.get("kind") != first.get("kind"):
+            problems.append("kind")
+        if problems:
+            raise RobustqError(f"{run_dir}: not a part of {run_dirs[0]}'s run (another "
+                               + ", ".join(problems) + ")")
+        rows += read_rows(run_dir)
+    idx = [int(r["idx"]) for r in rows]
+    if len(set(idx)) != len(idx):
+        raise RobustqError(f"{' + '.join(map(str, run_dirs))}: an image certified twice")
+    return sorted(rows, key=lambda r: int(r["idx"]))

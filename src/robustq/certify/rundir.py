@@ -134,6 +134,12 @@ def same_data(data: Any) -> Any:
         else data
 
 
+def same_config(config: Any) -> Any:
+    """The config with the fields added since a record was written at their defaults: a run
+    recorded before ``offset`` existed (robustq <= 2026-12-04) started at image 0."""
+    return {"offset": 0, **config} if isinstance(config, dict) else config
+
+
 def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
             cache: bool, num_classes: int | None) -> list[dict[str, str]]:
     """Create or validate ``out`` for a (resumed) run; return the rows already done. A resume
@@ -141,7 +147,8 @@ def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: 
     out.mkdir(parents=True, exist_ok=True)
     resumed = claim(out / RUN, run_meta, ("config", "data", "model", "cache_source"),
                     what="certification run",
-                    identity={"model": sampled_classifier, "data": same_data})
+                    identity={"model": sampled_classifier, "data": same_data,
+                                       "config": same_config})
     rows = read_tsv(out / TSV, num_classes) if resumed else []
     if cache:
         have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0

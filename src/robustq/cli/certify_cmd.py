@@ -33,6 +33,8 @@ def certify_cmd(
     skip: Annotated[int, typer.Option(help="certify every SKIP-th image")] = CertifyConfig.skip,
     max_images: Annotated[int | None, typer.Option("--max", help="at most this many")] \
     = CertifyConfig.max_images,
+    offset: Annotated[int, typer.Option(help="the first image certified (then every SKIP-th)")] \
+    = CertifyConfig.offset,
     seed: SeedOpt = CertifyConfig.seed,
     cache: Annotated[bool, typer.Option(help="also write the IRS cache")] = False,
     incremental: Annotated[Path | None, typer.Option(help="IRS: certify against this cache "
@@ -51,7 +53,7 @@ def certify_cmd(
     """Certify l2 robustness of the smoothed classifier (Cohen et al.), or IRS against a cache."""
     executor = machine.executor
     cfg = CertifyConfig(sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch, chunk=chunk,
-                        skip=skip, max_images=max_images, seed=seed, n_p=n_p,
+                        skip=skip, max_images=max_images, offset=offset, seed=seed, n_p=n_p,
                         alpha_zeta=alpha_zeta, gamma=gamma)
     job = CertifyJob(checkpoint=str(checkpoint), data=data, split=split, certify=cfg,
                      cache=cache, incremental=None if incremental is None else str(incremental),
