@@ -8,6 +8,7 @@ its FP cache (``SEARCH``: a search on a shared model with ARQ's reward gives eve
 Then Spearman's rho between that episode ACR and the test-protocol ACR of the deployed model
 over the images every run certified, with a bootstrap 95% interval over policies
 (``search.diagnostics.rank_agreement``). Scores are cached per name in ``--out/rank.jsonl``.
+``--cert-images 500 --fp-cache DIR`` scores on more held-out images than the search did.
 
     python benchmarks/deploy_rank.py results/search/arq_b1.5625_e60_c100 \\
         --shared results/models/shared_resnet20_v2_s025/model.safetensors \\
@@ -43,6 +44,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("runs", nargs="+", metavar="NAME=CERT_DIR")
     ap.add_argument("--shared", default=None, help="the weight-sharing model, where the "
                     "search's path no longer exists")
+    ap.add_argument("--cert-images", type=int, default=None, help="score on this many of the "
+                    "search's held-out images instead of its own number (a wider reward)")
+    ap.add_argument("--fp-cache", default=None, help="the FP cache for --cert-images (made "
+                    "there if missing; the search's own cache covers only its images)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/deploy_rank"))
     args = ap.parse_args()
@@ -75,6 +80,10 @@ def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict
         raise SystemExit(f"error: {args.search}: need a search on a shared model with ARQ's reward")
     if args.shared:
         cfg = dataclasses.replace(cfg, shared=args.shared)
+    if args.cert_images:
+        if not args.fp_cache:
+            raise SystemExit("error: --cert-images needs its own --fp-cache directory")
+        cfg = dataclasses.replace(cfg, cert_images=args.cert_images, fp_cache=args.fp_cache)
     search = Search(cfg, args.out / "search")        # its own record: the search's stays as is
     ctx = search.context()
     for name in todo:
