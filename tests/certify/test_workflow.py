@@ -54,3 +54,11 @@ def test_an_unknown_checkpoint_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(RobustqError):
         run_certify(CertifyJob(checkpoint=str(tmp_path / "none.safetensors")), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_offset_past_the_data_is_refused_before_anything_is_written(models, tmp_path):
+    fp, _ = models
+    past = CertifyConfig(**{**SMALL.to_json(), "offset": 10**6})
+    with pytest.raises(RobustqError, match="--offset 1000000: past the last"):
+        run_certify(CertifyJob(checkpoint=str(fp), data="embedded", certify=past), tmp_path / "o")
+    assert not (tmp_path / "o").exists()

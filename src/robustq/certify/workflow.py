@@ -101,6 +101,9 @@ def _prepared(job: CertifyJob, out: Path) -> tuple[nn.Module, ImageDataset, Cert
     cost = checkpoint_cost(model, meta) if job.approx is None else None
     cfg = job.certify.with_sigma(meta.get("sigma"), job.checkpoint)
     ds = load_dataset(job.data, job.split)
+    if not cfg.indices(len(ds)):
+        raise RobustqError(f"--offset {cfg.offset}: past the last of the {len(ds)} "
+                           f"{job.split} images; nothing to certify")
     check_fits(model, ds, job.checkpoint)
     check_engine(job.engine, bool(meta.get("quant")))
     if job.approx is not None and ("deployed" in meta or job.engine.startswith("onnx")):
