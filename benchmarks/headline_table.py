@@ -71,8 +71,9 @@ def parse_rows(items: list[str]) -> dict[str, tuple[Path, Path | None]]:
 
 def row_line(name: str, spec: tuple[Path, Path | None], rows: list[dict[str, Any]]) -> str:
     s = summarize_rows(rows, RADII)
-    bitops, kib = model_cost(parts(spec[0])[0])
-    clean = clean_accuracy(parts(spec[0])[0])
+    first = parts(spec[0])[0]                       # every part certifies the same model
+    bitops, kib = model_cost(first)
+    clean = clean_accuracy(first)
     ca = " / ".join(f"{100 * s['certified_accuracy'][str(r)]:.1f}" for r in RADII)
     return (f"| {name} | {bitops:.3f}% | {'-' if kib is None else f'{kib:.0f} KiB'} | "
             f"{'-' if clean is None else f'{100 * clean:.2f}%'} | "

@@ -7,10 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from robustq.certify.config import CertifyConfig
-from robustq.certify.rundir import RUN, SUMMARY, read_rows, resolved_source, summarize_rows
+from robustq.certify.rundir import (
+    RUN,
+    SUMMARY,
+    checkpoint_identity,
+    read_rows,
+    resolved_source,
+    summarize_rows,
+)
 from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
 from robustq.utils.records import read_record
+
+
+def data_identity(data: dict[str, Any]) -> tuple[Any, Any]:
+    """What must agree of two runs' data records: the resolved source and the split."""
+    return resolved_source(data.get("source")), data.get("split")
 
 
 def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
@@ -21,8 +33,7 @@ def run_mismatches(meta: dict[str, Any], ds: ImageDataset, cfg: CertifyConfig,
     problems = [f"{k} {old.get(k)} (asked {getattr(cfg, k)})" for k in keys
                 if old.get(k) != getattr(cfg, k)]
     data = meta.get("data", {})
-    if (resolved_source(data.get("source")), data.get("split")) != \
-            (resolved_source(ds.source), ds.split):
+    if data_identity(data) != data_identity({"source": ds.source, "split": ds.split}):
         problems.append(f"data {data.get('source')}:{data.get('split')} "
                         f"(asked {ds.source}:{ds.split})")
     if data.get("indices") != cfg.indices(len(ds)):
@@ -83,10 +94,9 @@ def joined_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
     for run_dir in run_dirs[1:]:
         meta = read_record(Path(run_dir) / RUN, ("config", "data", "model"))
         problems = [k for k in SAME_CERTIFICATES if meta["config"].get(k) != first["config"].get(k)]
-        if meta["model"].get("checkpoint_sha256") != first["model"].get("checkpoint_sha256"):
+        if checkpoint_identity(meta["model"]) != checkpoint_identity(first["model"]):
             problems.append("checkpoint")
-        if (resolved_source(meta["data"].get("source")), meta["data"].get("split")) != \
-                (resolved_source(first["data"].get("source")), first["data"].get("split")):
+        if data_identity(meta["data"]) != data_identity(first["data"]):
             problems.append("data")
         if meta.get("kind") != first.get("kind"):
             problems.append("kind")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from robustq.certify.config import CertifyConfig
 from robustq.certify.metrics import accuracy_curve, summarize
 from robustq.data.embedded import EMBEDDED
 from robustq.utils.errors import RobustqError
@@ -135,9 +136,9 @@ def same_data(data: Any) -> Any:
 
 
 def same_config(config: Any) -> Any:
-    """The config with the fields added since a record was written at their defaults: a run
-    recorded before ``offset`` existed (robustq <= 2026-12-04) started at image 0."""
-    return {"offset": 0, **config} if isinstance(config, dict) else config
+    """The config with the fields added since a record was written at their defaults (a run
+    recorded before ``offset`` existed started at image 0), as ``search`` resumes its own."""
+    return {**CertifyConfig().to_json(), **config} if isinstance(config, dict) else config
 
 
 def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
