@@ -364,6 +364,15 @@ def test_certify_on_a_missing_gpu_is_one_line(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.parametrize("flag,value", [("--consistency", "-1"), ("--consistency-copies", "1"),
+                                        ("--consistency-entropy", "-0.5")])
+def test_bad_consistency_options_are_refused_before_anything_is_written(env, tmp_path, flag, value):
+    refused(["quantize", env / "m.safetensors", "--bits", "4/4", "--data", env / "data",
+             "--consistency", "1", flag, value, "--out", tmp_path / "q"], tmp_path / "q", flag)
+    refused(["train", "--data", env / "data", "--arch", "small_cnn", "--consistency", "1", flag,
+             value, "--out", tmp_path / "t"], tmp_path / "t", flag.lstrip("-").replace("-", "_"))
+
+
 @pytest.mark.parametrize("command", ["train", "quantize", "search", "compare", "bench"])
 def test_every_model_command_on_a_missing_gpu_is_one_line(tmp_path, command):
     import torch

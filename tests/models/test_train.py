@@ -41,8 +41,9 @@ def test_training_learns_and_writes_a_complete_checkpoint(tmp_path, tiny_rgb_dat
     assert [r["epoch"] for r in log] == [1, 2, 3]
 
 
-def test_resume_after_kill_equals_uninterrupted(tmp_path, tiny_rgb_dataset):
-    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**CFG)
+@pytest.mark.parametrize("options", [{}, {"consistency": 5.0, "consistency_copies": 3}])
+def test_resume_after_kill_equals_uninterrupted(tmp_path, tiny_rgb_dataset, options):
+    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**{**CFG, **options})
     torch.manual_seed(0)
     full = card.build()
     train(full, card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path / "a")
@@ -77,7 +78,8 @@ def test_a_state_written_before_newer_options_existed_resumes(tmp_path, tiny_rgb
         train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
               reporter=Kill(at=1))
     tensors, meta = load_tensors(tmp_path / STATE_FILE)
-    for newer in ("distill", "distill_temperature"):    # options added after the state was written
+    for newer in ("distill", "distill_temperature", "consistency", "consistency_copies",
+                  "consistency_entropy"):     # options added after the state was written
         del meta["config"][newer]
     save_tensors(tmp_path / STATE_FILE, tensors, meta)
     done = train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
@@ -90,7 +92,8 @@ def test_a_state_written_before_newer_options_existed_resumes(tmp_path, tiny_rgb
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(sigma=-0.1), dict(schedule="linear"),
-                                 dict(batch_size=0), dict(lr=0)])
+                                 dict(batch_size=0), dict(lr=0), dict(consistency=-1.0),
+                                 dict(consistency_copies=1), dict(consistency_entropy=-0.5)])
 def test_config_validation(bad):
     with pytest.raises(RobustqError):
         TrainConfig(**{**CFG, **bad})
@@ -212,3 +215,25 @@ def test_per_image_correctness_is_what_evaluate_counts(tiny_rgb_dataset):
     again = correct_per_image(model, tiny_rgb_dataset, 0.5, seed=3, batch_size=64)[1]
     assert torch.equal(noisy, again)              # the noise of an image: its seed and position
     assert not torch.equal(noisy, correct_per_image(model, tiny_rgb_dataset, 0.5, seed=4)[1])
+
+
+def test_consistency_loss_is_its_definition():
+    """lambda * mean_c KL(p || p_c) + eta * H(p), p the mean of the copies' softmax, computed
+    here copy by copy with torch's own KL; zero for identical copies when eta = 0."""
+    import torch.nn.functional as F
+
+    from robustq.models.train import consistency_loss
+
+    torch.manual_seed(0)
+    m, b, k = 3, 5, 4
+    logits = torch.randn(m * b, k) * 2
+    probs = [F.softmax(logits[c * b:(c + 1) * b], 1) for c in range(m)]
+    mean_p = sum(probs) / m
+    kl = sum(F.kl_div(p.log(), mean_p, reduction="batchmean") for p in probs) / m
+    entropy = -(mean_p * mean_p.log()).sum(1).mean()
+    got = consistency_loss(logits, m, 10.0, 0.5)
+    assert float(got) == pytest.approx(float(10.0 * kl + 0.5 * entropy), rel=1e-5)
+    same = torch.randn(b, k).repeat(m, 1)
+    assert float(consistency_loss(same, m, 10.0, 0.0)) == pytest.approx(0, abs=1e-6)
+    assert float(consistency_loss(logits, m, 10.0, 0.0)) > 0
+

@@ -62,6 +62,9 @@ def test_quantize_records_its_input_resolved_and_hashed(trained, tmp_path, monke
     ({"bits": "4/4", "epochs": -1}, "epochs"),
     ({"bits": "4/4", "sigma": -0.1}, "sigma"),
     ({"bits": "4/4", "act_bound": 0.0}, "act-bound"),
+    ({"bits": "4/4", "consistency": -1.0}, "--consistency "),
+    ({"bits": "4/4", "consistency_copies": 1}, "--consistency-copies"),
+    ({"bits": "4/4", "consistency_entropy": -0.1}, "--consistency-entropy"),
 ])
 def test_quantize_job_refuses_bad_values(bad, match):
     with pytest.raises(RobustqError, match=match):

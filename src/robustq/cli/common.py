@@ -43,6 +43,13 @@ RayOpt = Annotated[str | None, typer.Option(
     "--ray", help="run the units of work on a Ray cluster: auto (the running one), HOST:PORT, or "
     "local (start one here); needs pip install 'robustq\\[ray]'")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads")]
+ConsistencyOpt = Annotated[float, typer.Option(
+    help="lambda of noise-consistency regularization (Jeong & Shin 2020) over "
+         "--consistency-copies noisy copies of each image; 0 = off")]
+ConsistencyCopiesOpt = Annotated[int, typer.Option(help="noisy copies of each training image "
+                                                   "per step when --consistency > 0 (m >= 2)")]
+ConsistencyEntropyOpt = Annotated[float, typer.Option(
+    help="eta: weight of the entropy of the copies' mean prediction (with --consistency)")]
 FpCheckpointArg = Annotated[Path, typer.Argument(help="FP robustq checkpoint")]
 OutDirOpt = Annotated[Path, typer.Option(help="output directory (resumable)")]
 SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "

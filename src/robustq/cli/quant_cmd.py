@@ -12,6 +12,9 @@ from robustq.cli.common import (
     METHODS_HELP,
     NOTHING,
     RESUME,
+    ConsistencyCopiesOpt,
+    ConsistencyEntropyOpt,
+    ConsistencyOpt,
     DeviceOpt,
     FpCheckpointArg,
     SeedOpt,
@@ -79,6 +82,9 @@ def quantize_cmd(
     = QuantizeJob.distill,
     distill_temperature: Annotated[float, typer.Option(help="distillation temperature")] \
     = QuantizeJob.distill_temperature,
+    consistency: ConsistencyOpt = QuantizeJob.consistency,
+    consistency_copies: ConsistencyCopiesOpt = QuantizeJob.consistency_copies,
+    consistency_entropy: ConsistencyEntropyOpt = QuantizeJob.consistency_entropy,
     seed: SeedOpt = QuantizeJob.seed,
     recipe: RecipeOpt = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
@@ -92,7 +98,9 @@ def quantize_cmd(
         bits=bits, first_last=first_last, method=method, epochs=epochs, lr=lr,
         batch_size=batch_size, train_images=train_images, sigma=sigma, dq_beta=dq_beta,
         act_bound=act_bound, pact_lambda=pact_lambda, distill=distill,
-        distill_temperature=distill_temperature, seed=seed, device=device, recipe=recipe)
+        distill_temperature=distill_temperature, consistency=consistency,
+        consistency_copies=consistency_copies, consistency_entropy=consistency_entropy, seed=seed,
+        device=device, recipe=recipe)
     done = run_quantize(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
     acc, sigma = done.meta["accuracy"], done.meta["sigma"]
     console.print(f"test accuracy {acc['clean_accuracy']:.4f}"

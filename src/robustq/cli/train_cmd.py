@@ -11,6 +11,9 @@ import typer
 from robustq.cli.common import (
     NOTHING,
     RESUME,
+    ConsistencyCopiesOpt,
+    ConsistencyEntropyOpt,
+    ConsistencyOpt,
     DeviceOpt,
     SeedOpt,
     ThreadsOpt,
@@ -62,6 +65,9 @@ def train_cmd(
     = None,
     init: Annotated[Path | None, typer.Option(help="warm start from this FP checkpoint's weights "
                                               "(same architecture; its card is kept)")] = None,
+    consistency: ConsistencyOpt = TrainConfig.consistency,
+    consistency_copies: ConsistencyCopiesOpt = TrainConfig.consistency_copies,
+    consistency_entropy: ConsistencyEntropyOpt = TrainConfig.consistency_entropy,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: ThreadsOpt = None,
     device: DeviceOpt = TrainJob.device,
@@ -71,7 +77,9 @@ def train_cmd(
     cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                       weight_decay=weight_decay, schedule=schedule, sigma=sigma,
                       crop_padding=crop_padding, flip=flip, seed=seed, eval_images=eval_images,
-                      max_images=max_images, init=None if init is None else str(init))
+                      max_images=max_images, init=None if init is None else str(init),
+                      consistency=consistency, consistency_copies=consistency_copies,
+                      consistency_entropy=consistency_entropy)
     job = TrainJob(data=data, train=cfg, act_bound=act_bound, dq_beta=dq_beta, device=device)
     done = run_train(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
     acc = done.meta["accuracy"]

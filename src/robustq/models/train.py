@@ -61,6 +61,9 @@ class TrainConfig:
     init_sha256: str | None = None     # ... and its content hash, so the run is reproducible
     distill: float = 0.0               # weight of distillation from a teacher (QAT: the FP model)
     distill_temperature: float = 1.0   # softmax temperature of the distillation targets
+    consistency: float = 0.0           # lambda of noise-consistency regularization (0: off)
+    consistency_copies: int = 2        # m noisy copies of each image per step, when it is on
+    consistency_entropy: float = 0.5   # eta: weight of the entropy of the copies' mean output
 
     def __post_init__(self) -> None:
         checks = [
@@ -79,6 +82,11 @@ class TrainConfig:
             (0 <= self.distill <= 1, f"distill must lie in [0, 1], got {self.distill}"),
             (0 < self.distill_temperature <= 100,
              f"distill_temperature must lie in (0, 100], got {self.distill_temperature}"),
+            (self.consistency >= 0, f"consistency must be >= 0, got {self.consistency}"),
+            (self.consistency_copies >= 2,
+             f"consistency_copies must be >= 2, got {self.consistency_copies}"),
+            (self.consistency_entropy >= 0,
+             f"consistency_entropy must be >= 0, got {self.consistency_entropy}"),
         ]
         check_sigma(self.sigma, "sigma", allow_zero=True)
         require(checks)
@@ -89,6 +97,12 @@ class TrainConfig:
         return dataclasses.replace(
             self, crop_padding=(4 if rgb else 2) if self.crop_padding is None else self.crop_padding,
             flip=rgb if self.flip is None else self.flip)
+
+    @property
+    def copies(self) -> int:
+        """Noisy copies of each training image per step: ``consistency_copies`` when the
+        consistency regularizer is on, else 1."""
+        return self.consistency_copies if self.consistency > 0 else 1
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -296,11 +310,57 @@ def distillation_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor,
     return F.kl_div(student, target, reduction="batchmean", log_target=True) * temperature ** 2
 
 
+def consistency_loss(logits: torch.Tensor, copies: int, weight: float,
+                     entropy_weight: float) -> torch.Tensor:
+    """Noise-consistency regularization (Jeong & Shin, NeurIPS 2020): ``logits`` of ``copies``
+    noisy copies of each image, copy-major (copy c of image i in row c * B + i). With p_c the
+    copies' softmax and p their mean: ``weight`` * mean_c KL(p || p_c) + ``entropy_weight`` *
+    H(p), batch mean. It rewards a classifier whose prediction does not change with the noise,
+    i.e. a high top-class probability pA under noise, which is what the certified radius grows
+    with."""
+    log_p = F.log_softmax(logits, dim=1).view(copies, -1, logits.shape[1])
+    mean_p = log_p.exp().mean(0)
+    log_mean = mean_p.clamp_min(1e-12).log()
+    kl = (mean_p * (log_mean - log_p)).sum(-1).mean()
+    entropy = -(mean_p * log_mean).sum(-1).mean()
+    return weight * kl + entropy_weight * entropy
+
+
+def _noisy_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Crop, flip, then ``cfg.copies`` copies of the batch (copy-major), each its own noise."""
+    x = random_crop(x, cfg.crop_padding, gen)
+    if cfg.flip:
+        x = random_flip(x, gen)
+    if cfg.copies > 1:
+        x = x.repeat(cfg.copies, 1, 1, 1)
+    return gaussian_noise(x, cfg.sigma, gen)
+
+
+def _batch_loss(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+                teacher: nn.Module | None,
+                extra_loss: Callable[[nn.Module], torch.Tensor] | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, logits) of one noisy batch: cross-entropy, blended with distillation when there
+    is a teacher, plus the consistency regularizer and ``extra_loss``."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    if teacher is not None:
+        loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
+            logits, teacher, x, cfg.distill_temperature)
+    if cfg.copies > 1:
+        loss = loss + consistency_loss(logits, cfg.copies, cfg.consistency, cfg.consistency_entropy)
+    if extra_loss is not None:
+        loss = loss + extra_loss(model)
+    return loss, logits
+
+
 def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
                data: tuple[torch.Tensor, torch.Tensor], epoch: int, gen: torch.Generator,
                reporter: TrainReporter, extra_loss: Callable[[nn.Module], torch.Tensor] | None,
                teacher: nn.Module | None = None) -> dict[str, Any]:
-    """One epoch of noisy SGD, every random choice (order, crops, flips, noise) from ``gen``."""
+    """One epoch of noisy SGD, every random choice (order, crops, flips, noise) from ``gen``;
+    with the consistency regularizer each step sees ``cfg.copies`` noisy copies of its images
+    (train accuracy is then over the copies)."""
     x_all, y_all = data
     n = len(y_all)
     steps = math.ceil(n / cfg.batch_size)
@@ -314,25 +374,16 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
     loss_sum = correct = 0.0
     for i in range(steps):
         idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        x = random_crop(x_all[idx], cfg.crop_padding, gen)
-        if cfg.flip:
-            x = random_flip(x, gen)
-        x = gaussian_noise(x, cfg.sigma, gen).to(device).contiguous(memory_format=mf)
-        y = y_all[idx].to(device)
+        x = _noisy_batch(x_all[idx], cfg, gen).to(device).contiguous(memory_format=mf)
+        y = y_all[idx].repeat(cfg.copies).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, epoch * steps + i, steps * cfg.epochs)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        if teacher is not None:
-            loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
-                logits, teacher, x, cfg.distill_temperature)
-        if extra_loss is not None:
-            loss = loss + extra_loss(model)
+        loss, logits = _batch_loss(model, cfg, x, y, teacher, extra_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += float(loss.detach()) * len(y)
-        correct += float((logits.argmax(1) == y).sum())
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += float((logits.argmax(1) == y).sum()) / cfg.copies
         reporter.step(float(loss.detach()))
     return {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
             "lr": opt.param_groups[0]["lr"]}

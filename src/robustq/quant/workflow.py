@@ -181,7 +181,9 @@ class QuantizeJob(JsonConfig):
     ``method``, then fine-tune (QAT) for ``epochs`` (0: post-training quantization only) at
     ``sigma`` (default: the checkpoint's) with a cosine schedule from ``lr``, on ``train_images``
     evenly spaced training images (default: all), optionally distilling the FP model's outputs
-    on the same noisy input (loss (1 - w) CE + w KD, w = ``distill``)."""
+    on the same noisy input (loss (1 - w) CE + w KD, w = ``distill``), optionally with
+    noise-consistency regularization over ``consistency_copies`` noisy copies of each image
+    (``consistency`` = lambda, ``consistency_entropy`` = eta; Jeong & Shin 2020)."""
 
     checkpoint: str
     data: str = "embedded"
@@ -201,6 +203,9 @@ class QuantizeJob(JsonConfig):
     pact_lambda: float = 1e-4
     distill: float = 0.0
     distill_temperature: float = 1.0
+    consistency: float = 0.0
+    consistency_copies: int = 2
+    consistency_entropy: float = 0.5
     seed: int = 0
     device: str = "auto"
     recipe: str | None = None           # the QAT_RECIPES entry the values came from (a record)
@@ -216,7 +221,12 @@ class QuantizeJob(JsonConfig):
                    f"--act-bound must be > 0, got {self.act_bound}"),
                   (self.dq_beta >= 0, f"--dq-beta must be >= 0, got {self.dq_beta}"),
                   (self.train_images is None or self.train_images >= 1,
-                   f"--train-images must be >= 1, got {self.train_images}")]
+                   f"--train-images must be >= 1, got {self.train_images}"),
+                  (self.consistency >= 0, f"--consistency must be >= 0, got {self.consistency}"),
+                  (self.consistency_copies >= 2,
+                   f"--consistency-copies must be >= 2, got {self.consistency_copies}"),
+                  (self.consistency_entropy >= 0,
+                   f"--consistency-entropy must be >= 0, got {self.consistency_entropy}")]
         require(checks)
         if self.sigma is not None:
             check_sigma(self.sigma, "--sigma", allow_zero=True)
@@ -236,7 +246,10 @@ class QuantizeJob(JsonConfig):
         return TrainConfig(arch=card.arch, epochs=max(self.epochs, 1), batch_size=self.batch_size,
                            lr=self.lr, weight_decay=self.weight_decay, schedule="cosine",
                            sigma=sigma, seed=self.seed, eval_images=self.eval_images,
-                           distill=self.distill, distill_temperature=self.distill_temperature
+                           distill=self.distill, distill_temperature=self.distill_temperature,
+                           consistency=self.consistency,
+                           consistency_copies=self.consistency_copies,
+                           consistency_entropy=self.consistency_entropy
                            ).for_images(card.in_channels)
 
 
