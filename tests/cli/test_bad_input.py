@@ -364,6 +364,22 @@ def test_certify_on_a_missing_gpu_is_one_line(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_a_run_another_process_is_writing_is_refused(env, tmp_path):
+    from tests.utils.test_runlock import holder
+
+    out = tmp_path / "c"
+    proc = holder(out)
+    try:
+        refused(["certify", env / "m.safetensors", "--out", out, *certify_args(env)], out,
+                str(out), "another robustq process")
+    finally:
+        proc.stdin.close()
+        proc.wait()
+    res = runner.invoke(app, ["certify", str(env / "m.safetensors"), "--out", str(out),
+                              *certify_args(env)])
+    assert res.exit_code == 0, res.output
+
+
 @pytest.mark.parametrize("flag,value", [("--consistency", "-1"), ("--consistency-copies", "1"),
                                         ("--consistency-entropy", "-0.5")])
 def test_bad_consistency_options_are_refused_before_anything_is_written(env, tmp_path, flag, value):

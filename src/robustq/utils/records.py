@@ -17,6 +17,7 @@ from typing import Any
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_json, file_sha256
 from robustq.utils.provenance import provenance
+from robustq.utils.runlock import hold_run_dir
 
 
 def read_record(path: str | Path, required: tuple[str, ...] = ("config",)) -> dict[str, Any]:
@@ -49,8 +50,11 @@ def claim(path: str | Path, record: dict[str, Any], compare: tuple[str, ...] = (
     """Write ``record`` to ``path`` for a new run, or check that the run already there has the
     same ``compare`` entries (a resume). Returns True on a resume. Refuses another run's
     directory, naming what differs. ``identity[key]``, where given, maps an entry (old or new)
-    to what must be equal for a resume (e.g. a record written by an older robustq)."""
+    to what must be equal for a resume (e.g. a record written by an older robustq). The
+    directory is first held for this process (``utils.runlock``): a run another process is
+    writing is refused."""
     path = Path(path)
+    hold_run_dir(path.parent)
     if path.is_file():
         old = read_record(path, compare)
         for key in compare:
