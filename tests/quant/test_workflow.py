@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from robustq.models import ModelCard
 from robustq.models.train import TrainConfig
 from robustq.quant.checkpoint import load
 from robustq.quant.workflow import QuantizeJob, TrainJob, run_quantize, run_train
@@ -83,7 +84,11 @@ def test_a_named_recipe_gives_its_values_and_explicit_ones_win():
     job = QuantizeJob.from_recipe("deploy", checkpoint="m.safetensors", bits="4/4", epochs=1)
     assert (job.epochs, job.distill, job.distill_temperature, job.train_images, job.recipe) == \
         (1, 0.5, 2.0, None, "deploy")
-    with pytest.raises(RobustqError, match="known: episode, deploy"):
+    cr = QuantizeJob.from_recipe("deploy-cr", checkpoint="m.safetensors", bits="4/4")
+    card = ModelCard("resnet20", 10, 3, (0.5,) * 3, (0.25,) * 3, tuple("abcdefghij"), (32, 32))
+    cfg = cr.train_config(card, 0.25)
+    assert (cfg.consistency, cfg.copies, cfg.distill, cfg.epochs) == (3.0, 2, 1.0, 4)
+    with pytest.raises(RobustqError, match="known: episode, deploy, deploy-cr"):
         QuantizeJob.from_recipe("fast", checkpoint="m.safetensors", bits="4/4")
 
 
