@@ -38,6 +38,16 @@ STATE_FILE = "train_state.safetensors"
 FINAL_FILE = "model.safetensors"
 
 
+def consistency_checks(weight: float, copies: int, entropy: float,
+                       name: Callable[[str], str] = lambda field: field
+                       ) -> list[tuple[bool, str]]:
+    """The (condition, message) checks of the consistency options, each named by
+    ``name(field)`` (a config key, or a command-line flag)."""
+    return [(weight >= 0, f"{name('consistency')} must be >= 0, got {weight}"),
+            (copies >= 2, f"{name('consistency_copies')} must be >= 2, got {copies}"),
+            (entropy >= 0, f"{name('consistency_entropy')} must be >= 0, got {entropy}")]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run; ``sigma`` is in [0, 1] pixel units."""
@@ -82,11 +92,8 @@ class TrainConfig:
             (0 <= self.distill <= 1, f"distill must lie in [0, 1], got {self.distill}"),
             (0 < self.distill_temperature <= 100,
              f"distill_temperature must lie in (0, 100], got {self.distill_temperature}"),
-            (self.consistency >= 0, f"consistency must be >= 0, got {self.consistency}"),
-            (self.consistency_copies >= 2,
-             f"consistency_copies must be >= 2, got {self.consistency_copies}"),
-            (self.consistency_entropy >= 0,
-             f"consistency_entropy must be >= 0, got {self.consistency_entropy}"),
+            *consistency_checks(self.consistency, self.consistency_copies,
+                                self.consistency_entropy),
         ]
         check_sigma(self.sigma, "sigma", allow_zero=True)
         require(checks)
