@@ -172,8 +172,9 @@ QAT_RECIPES: dict[str, dict[str, Any]] = {
     "deploy": {"epochs": 3, "train_images": None, "lr": 0.01, "distill": 0.5,
                "distill_temperature": 2.0},
     # deploy with distillation only and noise-consistency regularization (lambda 3, m = 2 noisy
-    # copies, eta 0.5) over 4 epochs: LSQ 4/4 ResNet-20 kept 102.3% of FP's ACR on 400 protocol
-    # images against 95.7% for the 8-epoch distillation model (docs/benchmarks.md, issue 17)
+    # copies, eta 0.5) over 4 epochs: LSQ 4/4 ResNet-20 kept 102.0% of FP's ACR on the 500
+    # protocol images against 95.4% for the 8-epoch distillation model, with 1.8 points less
+    # smoothed accuracy than FP (docs/benchmarks.md, issue 17)
     "deploy-cr": {"epochs": 4, "train_images": None, "lr": 0.01, "distill": 1.0,
                   "distill_temperature": 2.0, "consistency": 3.0},
 }
