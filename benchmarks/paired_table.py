@@ -1,7 +1,8 @@
 """Markdown table of certification runs against a reference run (usually FP32) over the images
 every run has certified so far: smoothed accuracy, ACR, certified accuracy at 0.25 / 0.5 / 0.75 /
-1.0, then each run minus the reference, paired per image, with 95% t intervals and the share of
-the reference's ACR. Nothing is written.
+1.0 and how many images each got right, abstained on (the smoothed classifier's -1) and got
+wrong, then each run minus the reference, paired per image, with 95% t intervals and the share of
+the reference's ACR (and of the interval's ends). Nothing is written.
 
     python benchmarks/paired_table.py results/certify/resnet20_cifar10_sigma0.25_v2 \\
         lsq44=results/certify/lsq44_v2_kd_e6 lsq88=results/certify/lsq88_v2_kd
@@ -45,7 +46,10 @@ def per_image(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
 def summary_line(name: str, rows: list[dict[str, str]]) -> str:
     s = summarize_rows(rows, RADII)
     ca = " / ".join(f"{100 * s['certified_accuracy'][str(r)]:.1f}" for r in RADII)
-    return f"| {name} | {100 * s['smoothed_accuracy']:.1f}% | {s['acr']:.3f} | {ca}% |"
+    abstain = sum(r["predict"] == "-1" for r in rows)
+    right = sum(r["predict"] == r["label"] for r in rows)
+    return (f"| {name} | {100 * s['smoothed_accuracy']:.1f}% | {s['acr']:.3f} | {ca}% | "
+            f"{right} / {abstain} / {len(rows) - right - abstain} |")
 
 
 def main() -> None:
@@ -58,8 +62,9 @@ def main() -> None:
                                             (item.split("=", 1) for item in args.runs)}
     rows = common_rows(runs)
     n = len(rows["reference"])
-    print(f"| {n} images | smoothed acc. | ACR | CA@0.25 / 0.5 / 0.75 / 1.0 |")
-    print("| --- | --- | --- | --- |")
+    print(f"| {n} images | smoothed acc. | ACR | CA@0.25 / 0.5 / 0.75 / 1.0 "
+          "| correct / abstain / wrong |")
+    print("| --- | --- | --- | --- | --- |")
     for name, rs in rows.items():
         print(summary_line(name, rs))
     ref_radii, ref_correct = per_image(rows["reference"])
@@ -68,10 +73,11 @@ def main() -> None:
         if [r["label"] for r in rows[name]] != [r["label"] for r in rows["reference"]]:
             raise SystemExit(f"{runs[name]}: other labels than the reference's on the same images")
         acr, acc = paired_difference(radii, ref_radii), paired_difference(correct, ref_correct)
-        share = radii.mean() / ref_radii.mean()
+        ref = ref_radii.mean()
+        mean, low, high = (f"{100 * (ref + d) / ref:.1f}%" for d in (acr.mean, acr.low, acr.high))
         print(f"| {name} minus reference, paired, 95% t | {100 * acc.mean:+.1f} points "
               f"[{100 * acc.low:+.1f}, {100 * acc.high:+.1f}] | {acr.mean:+.3f} "
-              f"[{acr.low:+.3f}, {acr.high:+.3f}] ({100 * share:.1f}% of the reference's) | |")
+              f"[{acr.low:+.3f}, {acr.high:+.3f}] ({mean} [{low}, {high}] of the reference's) | | |")
 
 if __name__ == "__main__":
     main()
