@@ -2,7 +2,9 @@
 every run has certified so far: smoothed accuracy, ACR, certified accuracy at 0.25 / 0.5 / 0.75 /
 1.0 and how many images each got right, abstained on (the smoothed classifier's -1) and got
 wrong, then each run minus the reference, paired per image, with 95% t intervals and the share of
-the reference's ACR (and of the interval's ends). Nothing is written.
+the reference's ACR (and of the interval's ends). ``--outcomes``: also, per run, how each image's
+outcome (correct / abstain / wrong) moved from the reference's, and the reference's median
+radius on the images it had right and the run lost. Nothing is written.
 
     python benchmarks/paired_table.py results/certify/resnet20_cifar10_sigma0.25_v2 \\
         lsq44=results/certify/lsq44_v2_kd_e6 lsq88=results/certify/lsq88_v2_kd
@@ -52,11 +54,33 @@ def summary_line(name: str, rows: list[dict[str, str]]) -> str:
             f"{right} / {abstain} / {len(rows) - right - abstain} |")
 
 
+def outcome(row: dict[str, str]) -> str:
+    return "abstain" if row["predict"] == "-1" else (
+        "correct" if row["predict"] == row["label"] else "wrong")
+
+
+def print_outcomes(name: str, ref_rows: list[dict[str, str]], rows: list[dict[str, str]]) -> None:
+    """Reference outcome (rows) against ``name``'s outcome (columns), image by image."""
+    kinds = ("correct", "abstain", "wrong")
+    pairs = [(outcome(a), outcome(b)) for a, b in zip(ref_rows, rows, strict=True)]
+    lost = [float(a["radius"]) for a, b in zip(ref_rows, rows, strict=True)
+            if outcome(a) == "correct" and outcome(b) != "correct"]
+    print(f"\n| reference \\ {name} | " + " | ".join(kinds) + " |")
+    print("| --- | --- | --- | --- |")
+    for k in kinds:
+        print(f"| {k} | " + " | ".join(str(pairs.count((k, j))) for j in kinds) + " |")
+    if lost:
+        print(f"\n{name} lost {len(lost)} of the reference's correct images; their reference "
+              f"radius: median {np.median(lost):.3f}, {sum(r < 0.125 for r in lost)} under 0.125")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reference", type=Path)
     ap.add_argument("runs", nargs="+", metavar="NAME=RUN")
+    ap.add_argument("--outcomes", action="store_true",
+                    help="also each run's outcome transitions from the reference's")
     args = ap.parse_args()
     runs = {"reference": args.reference} | {k: Path(v) for k, v in
                                             (item.split("=", 1) for item in args.runs)}
@@ -78,6 +102,8 @@ def main() -> None:
         print(f"| {name} minus reference, paired, 95% t | {100 * acc.mean:+.1f} points "
               f"[{100 * acc.low:+.1f}, {100 * acc.high:+.1f}] | {acr.mean:+.3f} "
               f"[{acr.low:+.3f}, {acr.high:+.3f}] ({mean} [{low}, {high}] of the reference's) | | |")
+    for name in list(runs)[1:] if args.outcomes else ():
+        print_outcomes(name, rows["reference"], rows[name])
 
 if __name__ == "__main__":
     main()
