@@ -22,6 +22,7 @@ from robustq.certify.reuse import joined_rows
 from robustq.certify.rundir import summarize_rows
 
 RADII = (0.25, 0.5, 0.75, 1.0)
+OUTCOMES = ("correct", "abstain", "wrong")
 
 
 def parts(run: Path) -> list[Path]:
@@ -48,27 +49,27 @@ def per_image(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
 def summary_line(name: str, rows: list[dict[str, str]]) -> str:
     s = summarize_rows(rows, RADII)
     ca = " / ".join(f"{100 * s['certified_accuracy'][str(r)]:.1f}" for r in RADII)
-    abstain = sum(r["predict"] == "-1" for r in rows)
-    right = sum(r["predict"] == r["label"] for r in rows)
+    counts = [sum(outcome(r) == k for r in rows) for k in OUTCOMES]
     return (f"| {name} | {100 * s['smoothed_accuracy']:.1f}% | {s['acr']:.3f} | {ca}% | "
-            f"{right} / {abstain} / {len(rows) - right - abstain} |")
+            + " / ".join(map(str, counts)) + " |")
+
 
 
 def outcome(row: dict[str, str]) -> str:
+    """The smoothed classifier's outcome on one image: one of ``OUTCOMES``."""
     return "abstain" if row["predict"] == "-1" else (
         "correct" if row["predict"] == row["label"] else "wrong")
 
 
 def print_outcomes(name: str, ref_rows: list[dict[str, str]], rows: list[dict[str, str]]) -> None:
     """Reference outcome (rows) against ``name``'s outcome (columns), image by image."""
-    kinds = ("correct", "abstain", "wrong")
     pairs = [(outcome(a), outcome(b)) for a, b in zip(ref_rows, rows, strict=True)]
     lost = [float(a["radius"]) for a, b in zip(ref_rows, rows, strict=True)
             if outcome(a) == "correct" and outcome(b) != "correct"]
-    print(f"\n| reference \\ {name} | " + " | ".join(kinds) + " |")
+    print(f"\n| reference \\ {name} | " + " | ".join(OUTCOMES) + " |")
     print("| --- | --- | --- | --- |")
-    for k in kinds:
-        print(f"| {k} | " + " | ".join(str(pairs.count((k, j))) for j in kinds) + " |")
+    for k in OUTCOMES:
+        print(f"| {k} | " + " | ".join(str(pairs.count((k, j))) for j in OUTCOMES) + " |")
     if lost:
         print(f"\n{name} lost {len(lost)} of the reference's correct images; their reference "
               f"radius: median {np.median(lost):.3f}, {sum(r < 0.125 for r in lost)} under 0.125")
@@ -102,8 +103,9 @@ def main() -> None:
         print(f"| {name} minus reference, paired, 95% t | {100 * acc.mean:+.1f} points "
               f"[{100 * acc.low:+.1f}, {100 * acc.high:+.1f}] | {acr.mean:+.3f} "
               f"[{acr.low:+.3f}, {acr.high:+.3f}] ({mean} [{low}, {high}] of the reference's) | | |")
-    for name in list(runs)[1:] if args.outcomes else ():
-        print_outcomes(name, rows["reference"], rows[name])
+    if args.outcomes:
+        for name in list(runs)[1:]:
+            print_outcomes(name, rows["reference"], rows[name])
 
 if __name__ == "__main__":
     main()
