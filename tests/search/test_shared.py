@@ -219,6 +219,21 @@ def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):
         config(fp, reward_engine="tensorrt")
 
 
+def test_compiled_reward_engines_score_like_eager(fp, shared, tmp_path):  # noqa: F811
+    runs = {}
+    for engine in ("eager", "compile", "bf16"):
+        cfg = config(fp, strategy="random", reward="arq", shared=str(shared / "model.safetensors"),
+                     bn_images=8, budget=8.0, episodes=3, reward_engine=engine)
+        Search(cfg, tmp_path / engine).run()
+        runs[engine] = read_episodes(tmp_path / engine)
+    assert [ln["policy"] for ln in runs["eager"]] == [ln["policy"] for ln in runs["compile"]]
+    acr = {e: np.array([ln["acr"] for ln in lines]) for e, lines in runs.items()}
+    assert acr["eager"].min() > 0                 # something certified: the check has teeth
+    # compile: the candidate up to float rounding; bf16: a close classifier
+    assert np.allclose(acr["eager"], acr["compile"], atol=0.02)
+    assert np.allclose(acr["eager"], acr["bf16"], atol=0.05)
+
+
 def test_multi_budget_search_keeps_the_best_policy_per_budget(fp, shared, tmp_path):  # noqa: F811
     from robustq.search.diagnostics import pareto_front
     from robustq.search.search import best_per_budget

@@ -32,6 +32,7 @@ from robustq.quant.checkpoint import save_quantized
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.policy import Policy
 from robustq.quant.quantize import quantize
+from robustq.quant.reusable import ReusableInference
 from robustq.utils.errors import RobustqError
 
 
@@ -94,15 +95,23 @@ class RewardContext:
 
 # eager: the fake-quantized candidate itself; onnx: the candidate exported as the deployed
 # integer model (``robustq export``) and run in ONNX Runtime, ~2x faster here (a certificate
-# for the deployed classifier, which agrees with the fake-quantized one up to rounding)
-REWARD_ENGINES = ("eager", "onnx")
+# for the deployed classifier, which agrees with the fake-quantized one up to rounding);
+# compile: the candidate's frozen copy loaded into one torch.compile template per process
+# (``quant.reusable``: the candidate's function up to float rounding, no per-candidate
+# compilation); bf16: the same template with bfloat16 convolutions (another classifier, close)
+REWARD_ENGINES = ("eager", "onnx", "compile", "bf16")
+_REUSABLE: dict[str, ReusableInference] = {}      # per process: the compile and bf16 templates
 
 
 def sampled_candidate(q: nn.Module, ctx: RewardContext, work: Path) -> nn.Module:
-    """What ARQ's reward samples: ``q``, or its deployed ONNX model (files written to and
-    removed from ``work``)."""
+    """What ARQ's reward samples: ``q``, its copy in a compiled template (valid until the next
+    candidate is loaded), or its deployed ONNX model (files written to and removed from
+    ``work``)."""
     if ctx.engine == "eager":
         return q
+    if ctx.engine in ("compile", "bf16"):
+        precision = "bf16" if ctx.engine == "bf16" else "fp32"
+        return _REUSABLE.setdefault(ctx.engine, ReusableInference(precision))(q)
     from robustq.models.onnx_runtime import load_onnx
     from robustq.quant.export import export_onnx
 
