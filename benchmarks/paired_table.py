@@ -54,7 +54,6 @@ def summary_line(name: str, rows: list[dict[str, str]]) -> str:
             + " / ".join(map(str, counts)) + " |")
 
 
-
 def outcome(row: dict[str, str]) -> str:
     """The smoothed classifier's outcome on one image: one of ``OUTCOMES``."""
     return "abstain" if row["predict"] == "-1" else (

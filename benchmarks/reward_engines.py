@@ -54,7 +54,7 @@ def setup(args: argparse.Namespace) -> tuple[Search, list[Policy]]:
     cfg = SearchConfig.from_json(json.loads((args.search / "search.json").read_text())["config"])
     over = {k: str(v) for k, v in (("shared", args.shared), ("fp_cache", args.fp_cache)) if v}
     cfg = dataclasses.replace(cfg, **over)
-    if cfg.strategy == "haq" or cfg.shared is None:
+    if cfg.reward_name != "arq" or cfg.shared is None:
         raise SystemExit(f"{args.search}: need an ARQ-rewarded search on a shared model")
     lines = read_episodes(args.search)
     pick = np.linspace(0, len(lines) - 1, args.policies).round().astype(int)

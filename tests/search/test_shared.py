@@ -203,13 +203,19 @@ def test_episode_costs_and_reward_precision(fp, shared, tmp_path):  # noqa: F811
         compare_best([tmp_path / "r"], arq)           # HAQ-rewarded random search
 
 
-def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):  # noqa: F811
+def engine_runs(fp, shared, tmp_path, engines):  # noqa: F811
+    """The same three random episodes (ARQ's reward) scored through each engine."""
     runs = {}
-    for engine in ("eager", "onnx"):
+    for engine in engines:
         cfg = config(fp, strategy="random", reward="arq", shared=str(shared / "model.safetensors"),
                      bn_images=8, budget=8.0, episodes=3, reward_engine=engine)
         Search(cfg, tmp_path / engine).run()
         runs[engine] = read_episodes(tmp_path / engine)
+    return runs
+
+
+def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):  # noqa: F811
+    runs = engine_runs(fp, shared, tmp_path, ("eager", "onnx"))
     assert [ln["policy"] for ln in runs["eager"]] == [ln["policy"] for ln in runs["onnx"]]
     # the deployed integer model agrees with the fake-quantized one up to rounding
     assert np.allclose([ln["acr"] for ln in runs["eager"]], [ln["acr"] for ln in runs["onnx"]],
@@ -220,12 +226,7 @@ def test_the_onnx_reward_engine_scores_the_deployed_model(fp, shared, tmp_path):
 
 
 def test_compiled_reward_engines_score_like_eager(fp, shared, tmp_path):  # noqa: F811
-    runs = {}
-    for engine in ("eager", "compile", "bf16"):
-        cfg = config(fp, strategy="random", reward="arq", shared=str(shared / "model.safetensors"),
-                     bn_images=8, budget=8.0, episodes=3, reward_engine=engine)
-        Search(cfg, tmp_path / engine).run()
-        runs[engine] = read_episodes(tmp_path / engine)
+    runs = engine_runs(fp, shared, tmp_path, ("eager", "compile", "bf16"))
     assert [ln["policy"] for ln in runs["eager"]] == [ln["policy"] for ln in runs["compile"]]
     acr = {e: np.array([ln["acr"] for ln in lines]) for e, lines in runs.items()}
     assert acr["eager"].min() > 0                 # something certified: the check has teeth

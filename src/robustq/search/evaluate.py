@@ -94,12 +94,13 @@ class RewardContext:
 
 
 # eager: the fake-quantized candidate itself; onnx: the candidate exported as the deployed
-# integer model (``robustq export``) and run in ONNX Runtime, ~2x faster here (a certificate
-# for the deployed classifier, which agrees with the fake-quantized one up to rounding);
-# compile: the candidate's frozen copy loaded into one torch.compile template per process
-# (``quant.reusable``: the candidate's function up to float rounding, no per-candidate
-# compilation); bf16: the same template with bfloat16 convolutions (another classifier, close)
+# integer model (``robustq export``) and run in ONNX Runtime (a certificate for the deployed
+# classifier, which agrees with the fake-quantized one up to rounding; ~1x eager here once the
+# per-candidate export is counted); compile: the candidate's frozen copy loaded into one
+# torch.compile template per process (``quant.reusable``: the candidate's function up to float
+# rounding, ~1.5x); bf16: the same template with bfloat16 convolutions (a close classifier, ~2.5x)
 REWARD_ENGINES = ("eager", "onnx", "compile", "bf16")
+_TEMPLATE_PRECISION = {"compile": "fp32", "bf16": "bf16"}
 _REUSABLE: dict[str, ReusableInference] = {}      # per process: the compile and bf16 templates
 
 
@@ -109,9 +110,10 @@ def sampled_candidate(q: nn.Module, ctx: RewardContext, work: Path) -> nn.Module
     ``work``)."""
     if ctx.engine == "eager":
         return q
-    if ctx.engine in ("compile", "bf16"):
-        precision = "bf16" if ctx.engine == "bf16" else "fp32"
-        return _REUSABLE.setdefault(ctx.engine, ReusableInference(precision))(q)
+    if ctx.engine in _TEMPLATE_PRECISION:
+        if ctx.engine not in _REUSABLE:
+            _REUSABLE[ctx.engine] = ReusableInference(_TEMPLATE_PRECISION[ctx.engine])
+        return _REUSABLE[ctx.engine](q)
     from robustq.models.onnx_runtime import load_onnx
     from robustq.quant.export import export_onnx
 
