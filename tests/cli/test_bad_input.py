@@ -389,6 +389,11 @@ def test_bad_consistency_options_are_refused_before_anything_is_written(env, tmp
              value, "--out", tmp_path / "t"], tmp_path / "t", flag.lstrip("-").replace("-", "_"))
 
 
+def test_an_unknown_training_precision_is_refused_before_anything_is_written(env, tmp_path):
+    refused(["train", "--data", env / "data", "--arch", "small_cnn", "--precision", "fp16",
+             "--out", tmp_path / "t"], tmp_path / "t", "precision", "fp16")
+
+
 @pytest.mark.parametrize("command", ["train", "quantize", "search", "compare", "bench"])
 def test_every_model_command_on_a_missing_gpu_is_one_line(tmp_path, command):
     import torch

@@ -79,7 +79,7 @@ def test_a_state_written_before_newer_options_existed_resumes(tmp_path, tiny_rgb
               reporter=Kill(at=1))
     tensors, meta = load_tensors(tmp_path / STATE_FILE)
     for newer in ("distill", "distill_temperature", "consistency", "consistency_copies",
-                  "consistency_entropy"):     # options added after the state was written
+                  "consistency_entropy", "precision"):   # options added after the state was written
         del meta["config"][newer]
     save_tensors(tmp_path / STATE_FILE, tensors, meta)
     done = train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
@@ -93,7 +93,8 @@ def test_a_state_written_before_newer_options_existed_resumes(tmp_path, tiny_rgb
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(sigma=-0.1), dict(schedule="linear"),
                                  dict(batch_size=0), dict(lr=0), dict(consistency=-1.0),
-                                 dict(consistency_copies=1), dict(consistency_entropy=-0.5)])
+                                 dict(consistency_copies=1), dict(consistency_entropy=-0.5),
+                                 dict(precision="fp16")])
 def test_config_validation(bad):
     with pytest.raises(RobustqError):
         TrainConfig(**{**CFG, **bad})
@@ -178,6 +179,22 @@ def test_fit_is_trains_loop_without_the_files(tmp_path, tiny_rgb_dataset):
     pairs = list(zip(one_stream, again, strict=True))
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(next(models[0].parameters()), next(models[1].parameters()))
+
+
+def test_bf16_training_follows_fp32_training_and_keeps_float32_weights(tiny_rgb_dataset):
+    """The same run in bf16 autocast: each epoch's loss close to float32's (bfloat16 keeps 8
+    bits of mantissa, so the steps differ by rounding only), the model as accurate, and the
+    weights it leaves float32 (the checkpoint format does not change)."""
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = _card(tiny_rgb_dataset).build()
+        records = fit(model, tiny_rgb_dataset, TrainConfig(**{**CFG, "precision": precision}))
+        runs[precision] = model, [r["train_loss"] for r in records], records[-1]["train_accuracy"]
+    (_, fp32_loss, fp32_acc), (bf16_model, bf16_loss, bf16_acc) = runs["fp32"], runs["bf16"]
+    assert bf16_loss == pytest.approx(fp32_loss, rel=0.1, abs=0.02)
+    assert bf16_loss[-1] < bf16_loss[0] and bf16_acc >= fp32_acc - 0.1
+    assert {p.dtype for p in bf16_model.parameters()} == {torch.float32}
 
 
 def test_constant_schedule_and_plain_momentum_round_trip():

@@ -34,6 +34,7 @@ from robustq.utils.provenance import provenance
 from robustq.utils.validate import check_sigma, require
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
+PRECISIONS = ("fp32", "bf16")
 STATE_FILE = "train_state.safetensors"
 FINAL_FILE = "model.safetensors"
 
@@ -74,6 +75,7 @@ class TrainConfig:
     consistency: float = 0.0           # lambda of noise-consistency regularization (0: off)
     consistency_copies: int = 2        # m noisy copies of each image per step, when it is on
     consistency_entropy: float = 0.5   # eta: weight of the entropy of the copies' mean output
+    precision: str = "fp32"            # bf16: the model's forward pass under bfloat16 autocast
 
     def __post_init__(self) -> None:
         checks = [
@@ -94,6 +96,8 @@ class TrainConfig:
              f"distill_temperature must lie in (0, 100], got {self.distill_temperature}"),
             *consistency_checks(self.consistency, self.consistency_copies,
                                 self.consistency_entropy),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, "
+                                           f"got {self.precision!r}"),
         ]
         check_sigma(self.sigma, "sigma", allow_zero=True)
         require(checks)
@@ -348,8 +352,13 @@ def _batch_loss(model: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Te
                 extra_loss: Callable[[nn.Module], torch.Tensor] | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, logits) of one noisy batch: cross-entropy, blended with distillation when there
-    is a teacher, plus the consistency regularizer and ``extra_loss``."""
-    logits = model(x)
+    is a teacher, plus the consistency regularizer and ``extra_loss``. With ``cfg.precision``
+    bf16 the student's forward pass runs under bfloat16 autocast (convolutions and linear layers
+    in bfloat16, about twice as fast a step on a CPU with AVX-512 BF16: docs/benchmarks.md);
+    weights, gradients, optimizer state, the teacher and every loss stay float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        logits = model(x)
+    logits = logits.float()
     loss = F.cross_entropy(logits, y)
     if teacher is not None:
         loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(

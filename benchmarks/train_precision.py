@@ -1,0 +1,77 @@
+"""Training speed in float32 against bfloat16 autocast (``robustq train --precision bf16``).
+
+Runs robustq's own training loop (``models.train.fit``: crops, flips, noise, SGD) for one
+epoch over a few batches of random images, float32 and bf16 interleaved repeat by repeat so that
+both see the same machine load; reports the median seconds per step of each and their ratio, per
+architecture. Random images: the speed of a step does not depend on the pixels.
+
+    python benchmarks/train_precision.py [--archs resnet20 resnet56 mobilenetv2] [--repeats 5]
+        [--steps 4] [--batch-size 128] [--threads 1] [--out runs/bench/train_precision.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from robustq.data import ImageDataset
+from robustq.models import get_model
+from robustq.models.train import PRECISIONS, TrainConfig, fit
+from robustq.utils import atomic_write_json, provenance
+
+
+def random_dataset(images: int) -> ImageDataset:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
+    labels = (np.arange(images) % 10).astype(np.int64)
+    return ImageDataset(pixels, labels, tuple(f"c{i}" for i in range(10)), "random", "train")
+
+
+def seconds_per_step(arch: str, ds: ImageDataset, cfg: TrainConfig, steps: int) -> float:
+    torch.manual_seed(0)
+    model = get_model(arch)
+    t0 = time.perf_counter()
+    fit(model, ds, cfg)
+    return (time.perf_counter() - t0) / steps
+
+
+def measure(arch: str, args: argparse.Namespace) -> dict:
+    ds = random_dataset(args.steps * args.batch_size)
+    cfgs = {p: TrainConfig(arch=arch, epochs=1, batch_size=args.batch_size, sigma=0.25,
+                           precision=p) for p in PRECISIONS}
+    times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    for repeat in range(args.repeats + 1):            # the first round warms up, uncounted
+        for p, cfg in cfgs.items():
+            t = seconds_per_step(arch, ds, cfg, args.steps)
+            if repeat:
+                times[p].append(t)
+    med = {p: statistics.median(t) for p, t in times.items()}
+    row = {"arch": arch, **{f"{p}_s_per_step": round(med[p], 4) for p in PRECISIONS},
+           "bf16_speedup": round(med["fp32"] / med["bf16"], 2),
+           "fp32_epoch_s_50k": round(med["fp32"] * 50_000 / args.batch_size),
+           "bf16_epoch_s_50k": round(med["bf16"] * 50_000 / args.batch_size)}
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--archs", nargs="+", default=["resnet20", "resnet56", "mobilenetv2"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="runs/bench/train_precision.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [measure(arch, args) for arch in args.archs]
+    atomic_write_json(args.out, {"rows": rows, "provenance": provenance(0, vars(args))})
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
