@@ -389,9 +389,11 @@ def test_bad_consistency_options_are_refused_before_anything_is_written(env, tmp
              value, "--out", tmp_path / "t"], tmp_path / "t", flag.lstrip("-").replace("-", "_"))
 
 
-def test_an_unknown_training_precision_is_refused_before_anything_is_written(env, tmp_path):
+def test_an_unknown_precision_is_refused_before_anything_is_written(env, tmp_path):
     refused(["train", "--data", env / "data", "--arch", "small_cnn", "--precision", "fp16",
              "--out", tmp_path / "t"], tmp_path / "t", "precision", "fp16")
+    refused(["quantize", env / "m.safetensors", "--bits", "4/4", "--data", env / "data",
+             "--precision", "fp16", "--out", tmp_path / "q"], tmp_path / "q", "--precision")
 
 
 @pytest.mark.parametrize("command", ["train", "quantize", "search", "compare", "bench"])

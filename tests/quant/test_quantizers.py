@@ -118,6 +118,19 @@ def test_lsq_forward_and_step_gradient_match_the_paper():
     assert torch.equal(v.grad, inside.float())          # STE inside the range, 0 outside
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bfloat16_input_is_rounded_on_the_grid_in_float32(kind):
+    """Under bf16 autocast a quantizer receives bfloat16 activations: it rounds them in float32
+    (the same values as their float32 copy gives) and passes gradients back to the bf16 input."""
+    calib = torch.randn(4, 3, 3, 3) * 2
+    q = make(kind, 8, calib)
+    x = (torch.randn(4, 3, 3, 3) * 2).to(torch.bfloat16).requires_grad_()
+    out = q(x)
+    assert out.dtype == torch.float32 and torch.equal(out, q(x.detach().float()))
+    out.sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16
+
+
 def test_lsq_initial_step():
     x = torch.randn(1000)
     q = make("lsq_w", 4, x)                             # signed 4 bits: Q_P = 7

@@ -4,8 +4,10 @@ checkpoint, run.json with the inputs resolved and hashed), resume, and refusals 
 import json
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-from robustq.models import ModelCard
+from robustq.models import ModelCard, load_checkpoint
 from robustq.models.train import TrainConfig
 from robustq.quant.checkpoint import load
 from robustq.quant.workflow import QuantizeJob, TrainJob, run_quantize, run_train
@@ -66,10 +68,30 @@ def test_quantize_records_its_input_resolved_and_hashed(trained, tmp_path, monke
     ({"bits": "4/4", "consistency": -1.0}, "--consistency "),
     ({"bits": "4/4", "consistency_copies": 1}, "--consistency-copies"),
     ({"bits": "4/4", "consistency_entropy": -0.1}, "--consistency-entropy"),
+    ({"bits": "4/4", "precision": "fp16"}, "--precision"),
 ])
 def test_quantize_job_refuses_bad_values(bad, match):
     with pytest.raises(RobustqError, match=match):
         QuantizeJob(checkpoint="m.safetensors", **bad)
+
+
+def test_bf16_qat_steps_like_fp32_records_its_precision_and_keeps_float32_weights(trained, tmp_path):
+    _, _, fp = trained
+    runs = {p: run_quantize(QuantizeJob(checkpoint=str(fp.checkpoint), data="embedded",
+                                        bits="4/4", epochs=1, train_images=64, eval_images=16,
+                                        batch_size=32, precision=p), tmp_path / p)
+            for p in ("fp32", "bf16")}
+    done = runs["bf16"]
+    assert done.meta["train_config"]["precision"] == "bf16"
+    q = load(done.checkpoint)
+    assert {t.dtype for t in q.model.state_dict().values() if t.is_floating_point()} == \
+        {torch.float32}
+    start = load_checkpoint(fp.checkpoint)[0].state_dict()
+    fp32 = load(runs["fp32"].checkpoint).model.state_dict()
+    weights = [n for n, t in start.items() if n.endswith("weight") and t.ndim > 1]
+    for name in weights:     # bf16 moves rounding near grid boundaries: close, not equal
+        step_fp32, step_bf16 = fp32[name] - start[name], q.model.state_dict()[name] - start[name]
+        assert F.cosine_similarity(step_bf16.flatten(), step_fp32.flatten(), dim=0) > 0.8, name
 
 
 def test_post_training_quantization_writes_no_training_state(trained, tmp_path):

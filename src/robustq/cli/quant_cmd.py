@@ -17,6 +17,7 @@ from robustq.cli.common import (
     ConsistencyOpt,
     DeviceOpt,
     FpCheckpointArg,
+    PrecisionOpt,
     SeedOpt,
     ThreadsOpt,
     console,
@@ -85,6 +86,7 @@ def quantize_cmd(
     consistency: ConsistencyOpt = QuantizeJob.consistency,
     consistency_copies: ConsistencyCopiesOpt = QuantizeJob.consistency_copies,
     consistency_entropy: ConsistencyEntropyOpt = QuantizeJob.consistency_entropy,
+    precision: PrecisionOpt = QuantizeJob.precision,
     seed: SeedOpt = QuantizeJob.seed,
     recipe: RecipeOpt = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
@@ -100,7 +102,7 @@ def quantize_cmd(
         act_bound=act_bound, pact_lambda=pact_lambda, distill=distill,
         distill_temperature=distill_temperature, consistency=consistency,
         consistency_copies=consistency_copies, consistency_entropy=consistency_entropy, seed=seed,
-        device=device, recipe=recipe)
+        precision=precision, device=device, recipe=recipe)
     done = run_quantize(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
     acc, sigma = done.meta["accuracy"], done.meta["sigma"]
     console.print(f"test accuracy {acc['clean_accuracy']:.4f}"

@@ -15,6 +15,7 @@ from robustq.cli.common import (
     ConsistencyEntropyOpt,
     ConsistencyOpt,
     DeviceOpt,
+    PrecisionOpt,
     SeedOpt,
     ThreadsOpt,
     console,
@@ -68,9 +69,7 @@ def train_cmd(
     consistency: ConsistencyOpt = TrainConfig.consistency,
     consistency_copies: ConsistencyCopiesOpt = TrainConfig.consistency_copies,
     consistency_entropy: ConsistencyEntropyOpt = TrainConfig.consistency_entropy,
-    precision: Annotated[str, typer.Option(help="fp32 | bf16 (the forward pass under bfloat16 "
-                                           "autocast: about 2x a step on AVX-512 BF16 CPUs)")]
-    = TrainConfig.precision,
+    precision: PrecisionOpt = TrainConfig.precision,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
     threads: ThreadsOpt = None,
     device: DeviceOpt = TrainJob.device,

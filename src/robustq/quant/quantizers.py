@@ -54,6 +54,9 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
 class Quantizer(nn.Module):
     """Base class: ``bits`` in [2, 8] or 32 (FP); ``calibrating`` collects ranges."""
 
@@ -63,6 +66,8 @@ class Quantizer(nn.Module):
         self.calibrating = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in HALF_DTYPES:      # under autocast: round on the grid in float32, since
+            x = x.float()               # bfloat16's 8 significant bits would blur 8-bit levels
         if self.calibrating:
             self.observe(x.detach())
         if self.bits >= FP_BITS:

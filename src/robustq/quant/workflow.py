@@ -21,6 +21,7 @@ from robustq.models.base import set_activation_bound
 from robustq.models.checkpoint import ModelCard
 from robustq.models.train import (
     FINAL_FILE,
+    PRECISIONS,
     TrainConfig,
     TrainReporter,
     consistency_checks,
@@ -196,7 +197,8 @@ class QuantizeJob(JsonConfig):
     evenly spaced training images (default: all), optionally distilling the FP model's outputs
     on the same noisy input (loss (1 - w) CE + w KD, w = ``distill``), optionally with
     noise-consistency regularization over ``consistency_copies`` noisy copies of each image
-    (``consistency`` = lambda, ``consistency_entropy`` = eta; Jeong & Shin 2020)."""
+    (``consistency`` = lambda, ``consistency_entropy`` = eta; Jeong & Shin 2020); ``precision``
+    bf16 runs the fine-tuning's forward passes under bfloat16 autocast (grids in float32)."""
 
     checkpoint: str
     data: str = "embedded"
@@ -219,6 +221,7 @@ class QuantizeJob(JsonConfig):
     consistency: float = 0.0
     consistency_copies: int = 2
     consistency_entropy: float = 0.5
+    precision: str = "fp32"
     seed: int = 0
     device: str = "auto"
     recipe: str | None = None           # the QAT_RECIPES entry the values came from (a record)
@@ -237,7 +240,9 @@ class QuantizeJob(JsonConfig):
                    f"--train-images must be >= 1, got {self.train_images}"),
                   *consistency_checks(self.consistency, self.consistency_copies,
                                       self.consistency_entropy,
-                                      lambda field: "--" + field.replace("_", "-"))]
+                                      lambda field: "--" + field.replace("_", "-")),
+                  (self.precision in PRECISIONS,
+                   f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")]
         require(checks)
         if self.sigma is not None:
             check_sigma(self.sigma, "--sigma", allow_zero=True)
@@ -260,8 +265,8 @@ class QuantizeJob(JsonConfig):
                            distill=self.distill, distill_temperature=self.distill_temperature,
                            consistency=self.consistency,
                            consistency_copies=self.consistency_copies,
-                           consistency_entropy=self.consistency_entropy
-                           ).for_images(card.in_channels)
+                           consistency_entropy=self.consistency_entropy,
+                           precision=self.precision).for_images(card.in_channels)
 
 
 def resolve_policy(model: torch.nn.Module, policy: str | Path | None, bits: str | None,
