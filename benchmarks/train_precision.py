@@ -3,10 +3,13 @@
 Runs robustq's own training loop (``models.train.fit``: crops, flips, noise, SGD) for one
 epoch over a few batches of random images, float32 and bf16 interleaved repeat by repeat so that
 both see the same machine load; reports the median seconds per step of each and their ratio, per
-architecture. Random images: the speed of a step does not depend on the pixels.
+architecture. Random images: the speed of a step does not depend on the pixels. ``--bits 4``:
+QAT instead (the model LSQ-quantized at 4/4 everywhere, as `robustq quantize` fine-tunes it);
+``--consistency 3``: with the noise-consistency regularizer (two noisy copies per image).
 
     python benchmarks/train_precision.py [--archs resnet20 resnet56 mobilenetv2] [--repeats 5]
-        [--steps 4] [--batch-size 128] [--threads 1] [--out runs/bench/train_precision.json]
+        [--steps 4] [--batch-size 128] [--bits 4] [--consistency 3] [--threads 1]
+        [--out runs/bench/train_precision.json]
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import torch
 from robustq.data import ImageDataset
 from robustq.models import get_model
 from robustq.models.train import PRECISIONS, TrainConfig, fit
+from robustq.quant import quantize
+from robustq.quant.policy import uniform_policy
+from robustq.quant.quantize import calibrate
 from robustq.utils import atomic_write_json, provenance
 
 
@@ -31,9 +37,20 @@ def random_dataset(images: int) -> ImageDataset:
     return ImageDataset(pixels, labels, tuple(f"c{i}" for i in range(10)), "random", "train")
 
 
-def seconds_per_step(arch: str, ds: ImageDataset, cfg: TrainConfig, steps: int) -> float:
-    torch.manual_seed(0)
+def build(arch: str, bits: int | None, ds: ImageDataset) -> torch.nn.Module:
+    """The FP model, or (``bits``) its LSQ fake-quantized copy calibrated on a batch."""
     model = get_model(arch)
+    if bits is None:
+        return model
+    qmodel = quantize(model, uniform_policy(model, bits, bits, None, first_input_fp=False), "lsq")
+    calibrate(qmodel, ds.tensors()[0][:64])
+    return qmodel
+
+
+def seconds_per_step(arch: str, ds: ImageDataset, cfg: TrainConfig, steps: int,
+                     bits: int | None) -> float:
+    torch.manual_seed(0)
+    model = build(arch, bits, ds)
     t0 = time.perf_counter()
     fit(model, ds, cfg)
     return (time.perf_counter() - t0) / steps
@@ -42,15 +59,16 @@ def seconds_per_step(arch: str, ds: ImageDataset, cfg: TrainConfig, steps: int) 
 def measure(arch: str, args: argparse.Namespace) -> dict:
     ds = random_dataset(args.steps * args.batch_size)
     cfgs = {p: TrainConfig(arch=arch, epochs=1, batch_size=args.batch_size, sigma=0.25,
-                           precision=p) for p in PRECISIONS}
+                           consistency=args.consistency, precision=p) for p in PRECISIONS}
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for repeat in range(args.repeats + 1):            # the first round warms up, uncounted
         for p, cfg in cfgs.items():
-            t = seconds_per_step(arch, ds, cfg, args.steps)
+            t = seconds_per_step(arch, ds, cfg, args.steps, args.bits)
             if repeat:
                 times[p].append(t)
     med = {p: statistics.median(t) for p, t in times.items()}
-    row = {"arch": arch, **{f"{p}_s_per_step": round(med[p], 4) for p in PRECISIONS},
+    row = {"arch": arch, "bits": args.bits, "consistency": args.consistency,
+           **{f"{p}_s_per_step": round(med[p], 4) for p in PRECISIONS},
            "bf16_speedup": round(med["fp32"] / med["bf16"], 2),
            "fp32_epoch_s_50k": round(med["fp32"] * 50_000 / args.batch_size),
            "bf16_epoch_s_50k": round(med["bf16"] * 50_000 / args.batch_size)}
@@ -64,6 +82,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--bits", type=int, default=None, help="QAT at W/A = bits/bits (LSQ)")
+    ap.add_argument("--consistency", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench/train_precision.json")
     args = ap.parse_args()
