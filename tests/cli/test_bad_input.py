@@ -394,6 +394,8 @@ def test_an_unknown_precision_is_refused_before_anything_is_written(env, tmp_pat
              "--out", tmp_path / "t"], tmp_path / "t", "precision", "fp16")
     refused(["quantize", env / "m.safetensors", "--bits", "4/4", "--data", env / "data",
              "--precision", "fp16", "--out", tmp_path / "q"], tmp_path / "q", "--precision")
+    refused(["quantize", env / "m.safetensors", "--bits", "4/4", "--data", env / "data",
+             "--quant-kernels", "fused", "--out", tmp_path / "q"], tmp_path / "q", "--quant-kernels")
 
 
 @pytest.mark.parametrize("command", ["train", "quantize", "search", "compare", "bench"])

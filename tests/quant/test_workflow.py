@@ -69,6 +69,7 @@ def test_quantize_records_its_input_resolved_and_hashed(trained, tmp_path, monke
     ({"bits": "4/4", "consistency_copies": 1}, "--consistency-copies"),
     ({"bits": "4/4", "consistency_entropy": -0.1}, "--consistency-entropy"),
     ({"bits": "4/4", "precision": "fp16"}, "--precision"),
+    ({"bits": "4/4", "quant_kernels": "fused"}, "--quant-kernels"),
 ])
 def test_quantize_job_refuses_bad_values(bad, match):
     with pytest.raises(RobustqError, match=match):
@@ -92,6 +93,17 @@ def test_bf16_qat_steps_like_fp32_records_its_precision_and_keeps_float32_weight
     for name in weights:     # bf16 moves rounding near grid boundaries: close, not equal
         step_fp32, step_bf16 = fp32[name] - start[name], q.model.state_dict()[name] - start[name]
         assert F.cosine_similarity(step_bf16.flatten(), step_fp32.flatten(), dim=0) > 0.8, name
+
+
+def test_compiled_quantizer_kernels_train_the_same_model(trained, tmp_path):
+    _, _, fp = trained
+    models = {k: load(run_quantize(QuantizeJob(checkpoint=str(fp.checkpoint), data="embedded",
+                                               bits="4/4", epochs=1, train_images=64,
+                                               eval_images=16, batch_size=32, quant_kernels=k),
+                                   tmp_path / k).checkpoint).model.state_dict()
+              for k in ("eager", "compiled")}
+    for name, t in models["eager"].items():       # the steps' gradients differ by rounding only
+        assert torch.allclose(t, models["compiled"][name], rtol=1e-4, atol=1e-6), name
 
 
 def test_post_training_quantization_writes_no_training_state(trained, tmp_path):

@@ -87,6 +87,9 @@ def quantize_cmd(
     consistency_copies: ConsistencyCopiesOpt = QuantizeJob.consistency_copies,
     consistency_entropy: ConsistencyEntropyOpt = QuantizeJob.consistency_entropy,
     precision: PrecisionOpt = QuantizeJob.precision,
+    quant_kernels: Annotated[str, typer.Option(
+        help="eager | compiled (LSQ's fake quantization fused by torch.compile in training: "
+             "about 1.8x a QAT step here; compiled once per process)")] = QuantizeJob.quant_kernels,
     seed: SeedOpt = QuantizeJob.seed,
     recipe: RecipeOpt = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
@@ -102,7 +105,7 @@ def quantize_cmd(
         act_bound=act_bound, pact_lambda=pact_lambda, distill=distill,
         distill_temperature=distill_temperature, consistency=consistency,
         consistency_copies=consistency_copies, consistency_entropy=consistency_entropy, seed=seed,
-        precision=precision, device=device, recipe=recipe)
+        precision=precision, quant_kernels=quant_kernels, device=device, recipe=recipe)
     done = run_quantize(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
     acc, sigma = done.meta["accuracy"], done.meta["sigma"]
     console.print(f"test accuracy {acc['clean_accuracy']:.4f}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robustq.quant.kernels import fused_lsq
 from robustq.utils.errors import RobustqError
 
 FP_BITS = 32
@@ -373,7 +374,8 @@ class LSQQuantizer(Quantizer):
         s, count = self.step_for(v)
         if s.requires_grad and torch.is_grad_enabled():
             s = grad_scale(s, 1.0 / math.sqrt(count * q_p))
-        return round_ste(torch.clamp(v / s, -q_n, q_p)) * s
+        fused = fused_lsq(v, s, -q_n, q_p)          # None unless training on compiled kernels
+        return round_ste(torch.clamp(v / s, -q_n, q_p)) * s if fused is None else fused
 
     def step_for(self, v: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The step broadcast against ``v`` and how many values share each step."""

@@ -32,6 +32,7 @@ from robustq.quant.checkpoint import load_model
 from robustq.quant.cost import model_cost
 from robustq.quant.defensive import lipschitz_penalty
 from robustq.quant.finetune import quantize_and_finetune
+from robustq.quant.kernels import check_kernels, quant_kernels
 from robustq.quant.policy import Policy, uniform_policy
 from robustq.quant.quantizers import get_quantizers
 from robustq.utils.config import JsonConfig
@@ -198,7 +199,8 @@ class QuantizeJob(JsonConfig):
     on the same noisy input (loss (1 - w) CE + w KD, w = ``distill``), optionally with
     noise-consistency regularization over ``consistency_copies`` noisy copies of each image
     (``consistency`` = lambda, ``consistency_entropy`` = eta; Jeong & Shin 2020); ``precision``
-    bf16 runs the fine-tuning's forward passes under bfloat16 autocast (grids in float32)."""
+    bf16 runs the fine-tuning's forward passes under bfloat16 autocast (grids in float32);
+    ``quant_kernels`` "compiled" fuses LSQ's fake quantization in training (``quant.kernels``)."""
 
     checkpoint: str
     data: str = "embedded"
@@ -222,6 +224,7 @@ class QuantizeJob(JsonConfig):
     consistency_copies: int = 2
     consistency_entropy: float = 0.5
     precision: str = "fp32"
+    quant_kernels: str = "eager"
     seed: int = 0
     device: str = "auto"
     recipe: str | None = None           # the QAT_RECIPES entry the values came from (a record)
@@ -244,6 +247,7 @@ class QuantizeJob(JsonConfig):
                   (self.precision in PRECISIONS,
                    f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")]
         require(checks)
+        check_kernels(self.quant_kernels, "--quant-kernels")
         if self.sigma is not None:
             check_sigma(self.sigma, "--sigma", allow_zero=True)
 
@@ -312,13 +316,14 @@ def run_quantize(job: QuantizeJob, out: str | Path, resume: bool = False,
     start_run(out, "quantize", job.to_json(), job.seed, {"checkpoint": job.checkpoint})
     say(f"quantizing {card.arch} with {job.method}, BitOPs {bitops:.2f}% of FP32, fine-tuning "
         f"{job.epochs} epoch(s) at sigma={sigma} -> {out}")
-    qmodel, qmeta = quantize_and_finetune(
-        model, card, policy, job.method, train_ds, test_ds, cfg, out, resume=resume,
-        reporter=reporter, pact_lambda=job.pact_lambda, dq_beta=job.dq_beta,
-        base_meta={"checkpoint": str(Path(job.checkpoint).resolve()),
-                   "sha256": file_sha256(job.checkpoint), "accuracy": meta.get("accuracy"),
-                   "recipe": job.recipe},
-        finetune=job.epochs > 0, device=device)
+    with quant_kernels(job.quant_kernels):
+        qmodel, qmeta = quantize_and_finetune(
+            model, card, policy, job.method, train_ds, test_ds, cfg, out, resume=resume,
+            reporter=reporter, pact_lambda=job.pact_lambda, dq_beta=job.dq_beta,
+            base_meta={"checkpoint": str(Path(job.checkpoint).resolve()),
+                       "sha256": file_sha256(job.checkpoint), "accuracy": meta.get("accuracy"),
+                       "recipe": job.recipe},
+            finetune=job.epochs > 0, device=device)
     finish_run(out, {"accuracy": qmeta["accuracy"], "bitops_percent": bitops,
                      "checkpoint": str((out / FINAL_FILE).resolve())})
     return Trained(qmodel, qmeta, out / FINAL_FILE, policy, bitops)
