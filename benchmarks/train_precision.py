@@ -4,11 +4,13 @@ Runs robustq's own training loop (``models.train.fit``: crops, flips, noise, SGD
 epoch over a few batches of random images, float32 and bf16 interleaved repeat by repeat so that
 both see the same machine load; reports the median seconds per step of each and their ratio, per
 architecture. Random images: the speed of a step does not depend on the pixels. ``--bits 4``:
-QAT instead (the model LSQ-quantized at 4/4 everywhere, as `robustq quantize` fine-tunes it);
-``--consistency 3``: with the noise-consistency regularizer (two noisy copies per image).
+QAT instead (the model LSQ-quantized at 4/4 everywhere, as `robustq quantize` fine-tunes it,
+without the distillation teacher's forward pass); ``--consistency 3``: with the noise-consistency
+regularizer (two noisy copies per image); ``--variants fp32/eager fp32/compiled bf16/compiled``:
+precisions and quantizer kernels (``quant.kernels``) to compare, the first the reference.
 
     python benchmarks/train_precision.py [--archs resnet20 resnet56 mobilenetv2] [--repeats 5]
-        [--steps 4] [--batch-size 128] [--bits 4] [--consistency 3] [--threads 1]
+        [--steps 4] [--batch-size 128] [--bits 4] [--consistency 3] [--variants ...] [--threads 1]
         [--out runs/bench/train_precision.json]
 """
 
@@ -23,8 +25,9 @@ import torch
 
 from robustq.data import ImageDataset
 from robustq.models import get_model
-from robustq.models.train import PRECISIONS, TrainConfig, fit
+from robustq.models.train import TrainConfig, fit
 from robustq.quant import quantize
+from robustq.quant.kernels import quant_kernels
 from robustq.quant.policy import uniform_policy
 from robustq.quant.quantize import calibrate
 from robustq.utils import atomic_write_json, provenance
@@ -48,30 +51,33 @@ def build(arch: str, bits: int | None, ds: ImageDataset) -> torch.nn.Module:
 
 
 def seconds_per_step(arch: str, ds: ImageDataset, cfg: TrainConfig, steps: int,
-                     bits: int | None) -> float:
+                     bits: int | None, kernels: str) -> float:
     torch.manual_seed(0)
     model = build(arch, bits, ds)
     t0 = time.perf_counter()
-    fit(model, ds, cfg)
+    with quant_kernels(kernels):
+        fit(model, ds, cfg)
     return (time.perf_counter() - t0) / steps
 
 
 def measure(arch: str, args: argparse.Namespace) -> dict:
+    """Median seconds per step of each variant ("precision/kernels"), interleaved."""
     ds = random_dataset(args.steps * args.batch_size)
-    cfgs = {p: TrainConfig(arch=arch, epochs=1, batch_size=args.batch_size, sigma=0.25,
-                           consistency=args.consistency, precision=p) for p in PRECISIONS}
-    times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    variants = {v: v.split("/") for v in args.variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for repeat in range(args.repeats + 1):            # the first round warms up, uncounted
-        for p, cfg in cfgs.items():
-            t = seconds_per_step(arch, ds, cfg, args.steps, args.bits)
+        for v, (precision, kernels) in variants.items():
+            cfg = TrainConfig(arch=arch, epochs=1, batch_size=args.batch_size, sigma=0.25,
+                              consistency=args.consistency, precision=precision)
+            t = seconds_per_step(arch, ds, cfg, args.steps, args.bits, kernels)
             if repeat:
-                times[p].append(t)
-    med = {p: statistics.median(t) for p, t in times.items()}
+                times[v].append(t)
+    med = {v: statistics.median(t) for v, t in times.items()}
+    base = args.variants[0]
     row = {"arch": arch, "bits": args.bits, "consistency": args.consistency,
-           **{f"{p}_s_per_step": round(med[p], 4) for p in PRECISIONS},
-           "bf16_speedup": round(med["fp32"] / med["bf16"], 2),
-           "fp32_epoch_s_50k": round(med["fp32"] * 50_000 / args.batch_size),
-           "bf16_epoch_s_50k": round(med["bf16"] * 50_000 / args.batch_size)}
+           "s_per_step": {v: round(m, 4) for v, m in med.items()},
+           f"speedup_vs_{base}": {v: round(med[base] / m, 2) for v, m in med.items()},
+           "epoch_s_50k": {v: round(m * 50_000 / args.batch_size) for v, m in med.items()}}
     print(row, flush=True)
     return row
 
@@ -84,6 +90,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--bits", type=int, default=None, help="QAT at W/A = bits/bits (LSQ)")
     ap.add_argument("--consistency", type=float, default=0.0)
+    ap.add_argument("--variants", nargs="+", default=["fp32/eager", "bf16/eager"],
+                    help="precision/kernels, the first the reference (compiled: --bits only)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench/train_precision.json")
     args = ap.parse_args()
