@@ -1,17 +1,19 @@
 """The kernels fake quantization trains on: eager PyTorch ops, or fused ones compiled by Inductor.
 
-Under autograd an LSQ quantizer is half of a QAT step on this CPU (profile of ResNet-20 4/4:
+Under autograd a fake quantizer is half of a QAT step on this CPU (profile of ResNet-20 LSQ 4/4:
 division, clamp, round, the straight-through estimator's subtraction and addition, and twice as
 many element-wise passes in the backward, each over the whole activation). ``torch.compile`` of
 the quantizer's formula alone (not of the model, whose quantizers branch in Python) fuses the
-forward into one pass and the backward into one or two, for every layer and bit-width: one
-compilation per process with dynamic shapes and the clamp bounds passed as tensors. The forward
-is bit for bit the eager one; gradients agree up to the order of float additions in the step's
-reduction (docs/benchmarks.md: "Fused LSQ kernels").
+forward into one pass and the backward into one or two. Each formula runs inside a custom
+autograd function on a detached 1-D view in memory order, so one compilation serves every layer,
+shape and bit-width. Covered: LSQ with a scalar step, the fixed grids (min-max and DoReFa
+activations: ``Grid.apply``) and PACT. The forward is bit for bit the eager one; the backward
+computes autograd's terms in the same order (learned parameters' gradients are sums, so they may
+differ by float reassociation). Docs: docs/benchmarks.md, "Fused LSQ kernels".
 
 Opt-in per run (``QuantizeJob.quant_kernels``, ``robustq quantize --quant-kernels compiled``);
-inference and certification never use it (they run frozen copies). Where compilation fails (no
-C++ compiler, an unsupported build) the eager formula is used for the rest of the process.
+inference and certification never use it (no autograd). Where compilation fails (no C++
+compiler, an unsupported build) the eager formulas are used for the rest of the process.
 """
 
 from __future__ import annotations
@@ -66,6 +68,36 @@ def _lsq_backward(g: torch.Tensor, v: torch.Tensor, s: torch.Tensor, lo: torch.T
     return grad_v, grad_s
 
 
+def _grid_forward(x: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                  zero: torch.Tensor) -> torch.Tensor:
+    """``Grid.apply``: (clamp(round(x / scale + zero), lo, hi) - zero) * scale."""
+    return (torch.clamp(torch.round(x / scale + zero), lo, hi) - zero) * scale
+
+
+def _grid_backward(g: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor,
+                   hi: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Its straight-through gradient: clamp's mask on the rounded value (bounds included)."""
+    r = torch.round(x / scale + zero)
+    return torch.where((r >= lo) & (r <= hi), g * scale, 0.0) / scale
+
+
+def _pact_forward(x: torch.Tensor, alpha: torch.Tensor, lo: torch.Tensor,
+                  levels: torch.Tensor) -> torch.Tensor:
+    """PACT: round(clip(x, lo, alpha) / (alpha / levels)) (alpha / levels), lo = 0 or -alpha."""
+    scale = alpha / levels
+    return torch.round(torch.minimum(torch.maximum(x, lo), alpha) / scale) * scale
+
+
+def _pact_backward(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, lo: torch.Tensor,
+                   signed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PACT's gradients: 1 for x inside (lo, alpha); for alpha, +1 where x >= alpha and, when
+    ``signed`` (lo = -alpha), -1 where x <= -alpha."""
+    upper, lower = x >= alpha, x <= lo
+    inside = ~upper & torch.where(signed, ~lower, x >= 0)
+    g_alpha = (g * upper).sum() - torch.where(signed, (g * lower).sum(), 0.0)
+    return g * inside, g_alpha
+
+
 class _Compiled:
     """``fn`` compiled once per process (dynamic shapes); after a compiler failure, ``fn``."""
 
@@ -87,6 +119,8 @@ class _Compiled:
 
 
 _FORWARD, _BACKWARD = _Compiled(_lsq_forward), _Compiled(_lsq_backward)
+_GRID_FORWARD, _GRID_BACKWARD = _Compiled(_grid_forward), _Compiled(_grid_backward)
+_PACT_FORWARD, _PACT_BACKWARD = _Compiled(_pact_forward), _Compiled(_pact_backward)
 
 
 class _FusedLSQ(torch.autograd.Function):
@@ -107,6 +141,34 @@ class _FusedLSQ(torch.autograd.Function):
         return grad_v, grad_s, None, None
 
 
+class _FusedGrid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *grid: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        x = x.detach()
+        ctx.save_for_backward(x, *grid)
+        return _GRID_FORWARD(x, *grid)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        x, *grid = ctx.saved_tensors
+        return (_GRID_BACKWARD(g.detach().contiguous(), x, *grid), None, None, None, None)
+
+
+class _FusedPACT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: torch.Tensor, lo: torch.Tensor,  # noqa: ANN001
+                levels: torch.Tensor, signed: torch.Tensor) -> torch.Tensor:
+        x, alpha, lo = x.detach(), alpha.detach(), lo.detach()
+        ctx.save_for_backward(x, alpha, lo, signed)
+        return _PACT_FORWARD(x, alpha, lo, levels)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        x, alpha, lo, signed = ctx.saved_tensors
+        grad_x, g_alpha = _PACT_BACKWARD(g.detach().contiguous(), x, alpha, lo, signed)
+        return grad_x, g_alpha, None, None, None
+
+
 def _flat(v: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]] | None:
     """``v`` as a 1-D view in memory order (contiguous or channels_last; no copy) and the map
     from a result of that shape back to ``v``'s shape and strides; None for other layouts. One
@@ -119,15 +181,39 @@ def _flat(v: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch
     return None
 
 
-def fused_lsq(v: torch.Tensor, s: torch.Tensor, lo: float, hi: float) -> torch.Tensor | None:
-    """LSQ's fake quantization of ``v`` with a scalar step ``s`` on integer levels [lo, hi]
-    through the compiled kernel, when "compiled" kernels are active and autograd is recording;
-    ``None`` otherwise (per-channel steps, other layouts: the caller computes it eagerly)."""
-    if _ACTIVE.get() != "compiled" or not torch.is_grad_enabled() or s.numel() != 1:
+def _on_flat(v: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | None:
+    """``fn`` of ``v``'s 1-D view, shaped back, when compiled kernels are active, autograd is
+    recording and ``v``'s layout flattens without a copy; otherwise None (compute it eagerly)."""
+    if not torch.is_grad_enabled() or _ACTIVE.get() != "compiled":   # inference: no lookup
         return None
     flat = _flat(v)
-    if flat is None:
+    return None if flat is None else flat[1](fn(flat[0]))
+
+
+def _scalar(value: float) -> torch.Tensor:
+    return torch.tensor(float(value))
+
+
+def fused_lsq(v: torch.Tensor, s: torch.Tensor, lo: float, hi: float) -> torch.Tensor | None:
+    """LSQ's fake quantization of ``v`` with a scalar step ``s`` on integer levels [lo, hi]
+    through the compiled kernels, or None (not active, a per-channel step: compute it eagerly)."""
+    if s.numel() != 1:
         return None
-    out = _FusedLSQ.apply(flat[0], s.reshape(()), torch.tensor(float(lo)),
-                          torch.tensor(float(hi)))
-    return flat[1](out)
+    return _on_flat(v, lambda flat: _FusedLSQ.apply(flat, s.reshape(()), _scalar(lo),
+                                                    _scalar(hi)))
+
+
+def fused_grid(x: torch.Tensor, scale: float, lo: float, hi: float,
+               zero: float) -> torch.Tensor | None:
+    """``Grid(scale, lo, hi, zero).apply(x)`` through the compiled kernels, or None."""
+    return _on_flat(x, lambda flat: _FusedGrid.apply(flat, *map(_scalar, (scale, lo, hi, zero))))
+
+
+def fused_pact(x: torch.Tensor, alpha: torch.Tensor, levels: int,
+               signed: bool) -> torch.Tensor | None:
+    """PACT's fake quantization of ``x`` (clip at ``alpha``, and at -alpha when ``signed``)
+    through the compiled kernels, or None."""
+    a = alpha.reshape(())
+    lo = -a if signed else torch.zeros(())
+    return _on_flat(x, lambda flat: _FusedPACT.apply(flat, a, lo, _scalar(levels),
+                                                     torch.tensor(bool(signed))))

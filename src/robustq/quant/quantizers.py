@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robustq.quant.kernels import fused_lsq
+from robustq.quant.kernels import fused_grid, fused_lsq, fused_pact
 from robustq.utils.errors import RobustqError
 
 FP_BITS = 32
@@ -40,6 +40,9 @@ class Grid:
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """q(x), with a straight-through gradient (identity inside [lo, hi])."""
+        fused = fused_grid(x, self.scale, self.lo, self.hi, self.zero)   # None but in training
+        if fused is not None:                                            # on compiled kernels
+            return fused
         if self.zero:
             return (torch.clamp(round_ste(x / self.scale + self.zero), self.lo, self.hi)
                     - self.zero) * self.scale
@@ -308,7 +311,9 @@ class PACTActivation(ActivationRange):
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
-        return _PACTFunction.apply(x, self.alpha, levels, bool(self.signed))
+        fused = fused_pact(x, self.alpha, levels, bool(self.signed))   # None unless compiled
+        return _PACTFunction.apply(x, self.alpha, levels, bool(self.signed)) if fused is None \
+            else fused
 
     def grid(self) -> Grid:
         # clip to [0 (or -alpha), alpha], then steps of alpha / levels: the same grid
