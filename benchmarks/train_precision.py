@@ -40,20 +40,20 @@ def random_dataset(images: int) -> ImageDataset:
     return ImageDataset(pixels, labels, tuple(f"c{i}" for i in range(10)), "random", "train")
 
 
-def build(arch: str, bits: int | None, ds: ImageDataset) -> torch.nn.Module:
-    """The FP model, or (``bits``) its LSQ fake-quantized copy calibrated on a batch."""
+def build(arch: str, bits: int | None, ds: ImageDataset, method: str = "lsq") -> torch.nn.Module:
+    """The FP model, or (``bits``) its fake-quantized copy calibrated on a batch."""
     model = get_model(arch)
     if bits is None:
         return model
-    qmodel = quantize(model, uniform_policy(model, bits, bits, None, first_input_fp=False), "lsq")
+    qmodel = quantize(model, uniform_policy(model, bits, bits, None, first_input_fp=False), method)
     calibrate(qmodel, ds.tensors()[0][:64])
     return qmodel
 
 
 def seconds_per_step(arch: str, ds: ImageDataset, cfg: TrainConfig, steps: int,
-                     bits: int | None, kernels: str) -> float:
+                     bits: int | None, kernels: str, method: str) -> float:
     torch.manual_seed(0)
-    model = build(arch, bits, ds)
+    model = build(arch, bits, ds, method)
     t0 = time.perf_counter()
     with quant_kernels(kernels):
         fit(model, ds, cfg)
@@ -69,12 +69,13 @@ def measure(arch: str, args: argparse.Namespace) -> dict:
         for v, (precision, kernels) in variants.items():
             cfg = TrainConfig(arch=arch, epochs=1, batch_size=args.batch_size, sigma=0.25,
                               consistency=args.consistency, precision=precision)
-            t = seconds_per_step(arch, ds, cfg, args.steps, args.bits, kernels)
+            t = seconds_per_step(arch, ds, cfg, args.steps, args.bits, kernels, args.method)
             if repeat:
                 times[v].append(t)
     med = {v: statistics.median(t) for v, t in times.items()}
     base = args.variants[0]
-    row = {"arch": arch, "bits": args.bits, "consistency": args.consistency,
+    row = {"arch": arch, "bits": args.bits, "method": args.method,
+           "consistency": args.consistency,
            "s_per_step": {v: round(m, 4) for v, m in med.items()},
            f"speedup_vs_{base}": {v: round(med[base] / m, 2) for v, m in med.items()},
            "epoch_s_50k": {v: round(m * 50_000 / args.batch_size) for v, m in med.items()}}
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--bits", type=int, default=None, help="QAT at W/A = bits/bits (LSQ)")
+    ap.add_argument("--method", default="lsq", help="quantization method with --bits")
     ap.add_argument("--consistency", type=float, default=0.0)
     ap.add_argument("--variants", nargs="+", default=["fp32/eager", "bf16/eager"],
                     help="precision/kernels, the first the reference (compiled: --bits only)")
