@@ -213,7 +213,9 @@ def fused_pact(x: torch.Tensor, alpha: torch.Tensor, levels: int,
                signed: bool) -> torch.Tensor | None:
     """PACT's fake quantization of ``x`` (clip at ``alpha``, and at -alpha when ``signed``)
     through the compiled kernels, or None."""
-    a = alpha.reshape(())
-    lo = -a if signed else torch.zeros(())
-    return _on_flat(x, lambda flat: _FusedPACT.apply(flat, a, lo, _scalar(levels),
-                                                     torch.tensor(bool(signed))))
+    def fused(flat: torch.Tensor) -> torch.Tensor:      # built only when the kernels run
+        a = alpha.reshape(())
+        lo = -a if signed else torch.zeros(())
+        return _FusedPACT.apply(flat, a, lo, _scalar(levels), torch.tensor(bool(signed)))
+
+    return _on_flat(x, fused)
