@@ -54,6 +54,28 @@ def test_a_killed_write_leaves_no_temporary_behind(tmp_path):
     assert (tmp_path / "out.json").read_text() == "{}"
 
 
+def test_shared_writers_do_not_remove_each_others_temporaries(tmp_path):
+    """Two processes filling one cache entry at once: B's whole write happens while A is
+    mid-write; both renames succeed (the last wins) and an old leftover is still swept."""
+    import os
+
+    from robustq.utils.io import SHARED_STALE_AFTER_S, atomic_write
+
+    target = tmp_path / "cache.npz"
+    old = tmp_path / ".cache.npz.killed.tmp"
+    old.write_text("a killed write's")
+    past = old.stat().st_mtime - SHARED_STALE_AFTER_S - 1
+    os.utime(old, (past, past))
+
+    def write_a(p):
+        p.write_text("A")
+        atomic_write(target, lambda q: q.write_text("B"), shared=True)    # B, while A writes
+
+    atomic_write(target, write_a, shared=True)
+    assert target.read_text() == "A" and not old.exists()
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
 def test_chunks_are_planned_in_constant_memory():
     import itertools
     import tracemalloc

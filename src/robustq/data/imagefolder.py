@@ -84,10 +84,13 @@ def _read_cache(cache_file: Path, source: Path, split: str) -> ImageDataset | No
 
 
 def _write_cache(cache_file: Path, ds: ImageDataset) -> None:
-    """Store the decode; the cache is optional, so an unwritable folder only warns."""
+    """Store the decode; the cache is optional, so an unwritable folder only warns. Processes that
+    decode the same source at once each write it whole (``shared``: none removes another's
+    temporary); the last rename wins."""
     try:
         atomic_write(cache_file, lambda p: np.savez(
-            p.open("wb"), images=ds.images, labels=ds.labels, classes=np.asarray(ds.classes)))
+            p.open("wb"), images=ds.images, labels=ds.labels, classes=np.asarray(ds.classes)),
+            shared=True)
     except OSError as e:
         warnings.warn(f"{cache_file.parent}: cannot write the decode cache ({e.strerror}); "
                       "going on without it (set ROBUSTQ_CACHE to a writable folder)",

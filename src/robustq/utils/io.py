@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,20 @@ from typing import Any
 from robustq.utils.errors import RobustqError
 from robustq.utils.faults import fault_point
 
+#: With ``shared=True``, a temporary younger than this may be another writer's write in progress.
+SHARED_STALE_AFTER_S = 3600.0
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *,
+                 shared: bool = False) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    ``shared``: several processes may write ``path`` at once (a cache keyed on its content), so
+    only temporaries older than ``SHARED_STALE_AFTER_S`` are taken for a killed write's leftovers;
+    the last rename wins and every reader sees one complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
+    remove_stale_temporaries(path, min_age_s=SHARED_STALE_AFTER_S if shared else 0.0)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -35,11 +44,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
-def remove_stale_temporaries(path: Path) -> None:
+def remove_stale_temporaries(path: Path, min_age_s: float = 0.0) -> None:
     """Delete temporaries of ``path`` left by a write that was killed (kill -9 skips the
-    clean-up above). Safe because every result file has one writer."""
+    clean-up above), those at least ``min_age_s`` old. With 0 (every one), safe only for a file
+    with one writer: a shared cache passes an age no write in progress reaches."""
+    now = time.time()
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+        try:
+            if now - stale.stat().st_mtime >= min_age_s:
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:    # another writer renamed or removed it meanwhile
+            continue
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
