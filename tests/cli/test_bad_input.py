@@ -396,6 +396,10 @@ def test_an_unknown_precision_is_refused_before_anything_is_written(env, tmp_pat
              "--precision", "fp16", "--out", tmp_path / "q"], tmp_path / "q", "--precision")
     refused(["quantize", env / "m.safetensors", "--bits", "4/4", "--data", env / "data",
              "--quant-kernels", "fused", "--out", tmp_path / "q"], tmp_path / "q", "--quant-kernels")
+    refused(["search", env / "m.safetensors", "--data", env / "data", "--quant-kernels", "fused",
+             "--out", tmp_path / "s"], tmp_path / "s", "--quant-kernels")
+    refused(["compare", env / "m.safetensors", "--data", env / "data", "--quant-kernels", "fused",
+             "--out", tmp_path / "c"], tmp_path / "c", "--quant-kernels")
 
 
 @pytest.mark.parametrize("command", ["train", "quantize", "search", "compare", "bench"])

@@ -104,6 +104,31 @@ def test_final_model_with_the_deploy_recipe_is_a_resumable_quantize_run(fp, tmp_
         config(fp, final_recipe="long")
 
 
+def test_the_final_recipe_runs_on_the_configured_quantizer_kernels(fp, tmp_path, monkeypatch):
+    from robustq.quant.policy import uniform_policy
+    from robustq.search import compare, final
+
+    jobs = []
+
+    def record(job, out, **kw):
+        jobs.append(job)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(final, "run_quantize", record)
+    s = Search(config(fp, strategy="uniform", final_recipe="deploy-cr",
+                      quant_kernels="compiled"), tmp_path / "d")
+    with pytest.raises(RuntimeError, match="recorded"):
+        final.final_model(s, uniform_policy(s.fp, 4, 4, None), tmp_path / "qat", "deploy-cr")
+    assert jobs[-1].quant_kernels == "compiled" and jobs[-1].recipe == "deploy-cr"
+    cmp = compare.CompareConfig(checkpoint=str(fp / "fp" / "model.safetensors"),
+                                final_recipe="deploy", quant_kernels="compiled")
+    assert cmp.search_config().quant_kernels == "compiled"
+    assert SearchConfig.from_json(s.cfg.to_json()) == s.cfg
+    for bad in ({"quant_kernels": "fused"},):
+        with pytest.raises(RobustqError, match="--quant-kernels"):
+            config(fp, **bad)
+
+
 def test_uniform_is_one_episode_at_its_bits(fp, tmp_path):
     best = Search(config(fp, strategy="uniform", uniform_bits=4), tmp_path / "u").run()
     assert best["episode"] == 0

@@ -53,6 +53,10 @@ ConsistencyEntropyOpt = Annotated[float, typer.Option(
 PrecisionOpt = Annotated[str, typer.Option(
     help="fp32 | bf16 (forward passes under bfloat16 autocast: about 2x a training step on "
          "AVX-512 BF16 CPUs; weights, losses and quantization grids stay float32)")]
+QuantKernelsOpt = Annotated[str, typer.Option(
+    help="eager | compiled (fake quantization fused by torch.compile in QAT: LSQ about 1.8x, "
+         "PACT and DoReFa 1.5x a step here; forward bit for bit eager's; compiled once per "
+         "process)")]
 FpCheckpointArg = Annotated[Path, typer.Argument(help="FP robustq checkpoint")]
 OutDirOpt = Annotated[Path, typer.Option(help="output directory (resumable)")]
 SeedOpt = Annotated[int, typer.Option(help="random seed (noise, data order, sampling); "

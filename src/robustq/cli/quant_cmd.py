@@ -18,6 +18,7 @@ from robustq.cli.common import (
     DeviceOpt,
     FpCheckpointArg,
     PrecisionOpt,
+    QuantKernelsOpt,
     SeedOpt,
     ThreadsOpt,
     console,
@@ -87,9 +88,7 @@ def quantize_cmd(
     consistency_copies: ConsistencyCopiesOpt = QuantizeJob.consistency_copies,
     consistency_entropy: ConsistencyEntropyOpt = QuantizeJob.consistency_entropy,
     precision: PrecisionOpt = QuantizeJob.precision,
-    quant_kernels: Annotated[str, typer.Option(
-        help="eager | compiled (LSQ's fake quantization fused by torch.compile in training: "
-             "about 1.8x a QAT step here; compiled once per process)")] = QuantizeJob.quant_kernels,
+    quant_kernels: QuantKernelsOpt = QuantizeJob.quant_kernels,
     seed: SeedOpt = QuantizeJob.seed,
     recipe: RecipeOpt = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,

@@ -15,6 +15,7 @@ from robustq.cli.common import (
     FpCheckpointArg,
     Machine,
     OutDirOpt,
+    QuantKernelsOpt,
     SeedOpt,
     ThreadsOpt,
     console,
@@ -99,6 +100,7 @@ def search_cmd(
     explore_decay: ExploreDecayOpt = SearchConfig.explore_decay,
     fp_cache: FpCacheOpt = None,
     final_recipe: FinalRecipeOpt = "deploy-cr",
+    quant_kernels: QuantKernelsOpt = SearchConfig.quant_kernels,
     seed: SeedOpt = 0,
     machine: Machine = None,
 ) -> None:
@@ -114,7 +116,7 @@ def search_cmd(
                        fp_cache=None if fp_cache is None else str(fp_cache), reward=reward,
                        reward_engine=reward_engine, seed_uniform=seed_uniform,
                        explore_sigma=explore_sigma, explore_decay=explore_decay,
-                       final_recipe=recipe_or_none(final_recipe))
+                       final_recipe=recipe_or_none(final_recipe), quant_kernels=quant_kernels)
     warn_if_all_random(cfg)
     search_and_finish(Search(cfg, out, where), machine, test_images, test_n)
 
@@ -174,6 +176,7 @@ def compare_cmd(
                                                 "settings: its certificates are the FP32 row")]
     = None,
     final_recipe: FinalRecipeOpt = "deploy-cr",
+    quant_kernels: QuantKernelsOpt = CompareConfig.quant_kernels,
     machine: Machine = None,
 ) -> None:
     """Evaluate FP32 and a list of policies/checkpoints identically on the test split."""
@@ -183,7 +186,7 @@ def compare_cmd(
                         method=method, finetune_images=finetune_images,
                         holdout_images=holdout_images, test_images=test_images, test_n=test_n,
                         seed=seed, fp_run=str(fp_run) if fp_run else None,
-                        final_recipe=recipe_or_none(final_recipe))
+                        final_recipe=recipe_or_none(final_recipe), quant_kernels=quant_kernels)
 
     def show(r: dict) -> None:
         console.print(f"{r['name']}: clean {r['clean_accuracy']:.3f} smoothed "

@@ -19,6 +19,7 @@ from torch import nn
 
 from robustq.certify.run import pairwise_differences
 from robustq.quant.checkpoint import load_model, save_quantized
+from robustq.quant.kernels import check_kernels
 from robustq.quant.policy import Policy
 from robustq.search.final import check_final_recipe, final_model, saved_model
 from robustq.search.search import Search, SearchConfig, evaluate_on_test, search_origin
@@ -37,7 +38,8 @@ class CompareConfig(JsonConfig):
     are images; ``test_n`` noise samples per test image; ``fp_run``: a finished certification
     of the checkpoint with the same images and settings, reused as the FP32 row;
     ``final_recipe``: how policies are fine-tuned (``search.final``: None, the episode recipe
-    on ``finetune_images``; ``deploy``, issue 17's QAT recipe)."""
+    on ``finetune_images``; ``deploy``, issue 17's QAT recipe); ``quant_kernels``: the fake
+    quantizers' kernels in those fine-tunes (``quant.kernels``)."""
 
     checkpoint: str
     candidates: tuple[str, ...] = ()
@@ -50,9 +52,11 @@ class CompareConfig(JsonConfig):
     seed: int = 0
     fp_run: str | None = None
     final_recipe: str | None = None
+    quant_kernels: str = "eager"
 
     def __post_init__(self) -> None:
         check_final_recipe(self.final_recipe)
+        check_kernels(self.quant_kernels, "--quant-kernels")
         check_int(self.test_images, "--test-images", 2)
         check_int(self.test_n, "--test-n", 1)
 
@@ -61,7 +65,7 @@ class CompareConfig(JsonConfig):
         return SearchConfig(checkpoint=self.checkpoint, data=self.data, strategy="uniform",
                             method=self.method, finetune_images=self.finetune_images,
                             holdout_images=self.holdout_images, cert_images=1, seed=self.seed,
-                            final_recipe=self.final_recipe)
+                            final_recipe=self.final_recipe, quant_kernels=self.quant_kernels)
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, progress: Progress | None = None,

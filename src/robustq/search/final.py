@@ -13,6 +13,7 @@ from torch import nn
 
 from robustq.models.train import TrainReporter
 from robustq.quant.checkpoint import load_model
+from robustq.quant.kernels import quant_kernels
 from robustq.quant.policy import Policy
 from robustq.quant.workflow import QAT_RECIPES, QuantizeJob, run_quantize
 from robustq.search.evaluate import build_quantized
@@ -53,14 +54,16 @@ class PhaseReporter(TrainReporter):
 def final_model(search: Any, policy: Policy, qat_dir: Path, recipe: str | None,
                 phase: Phase | None = None) -> nn.Module:
     """``policy`` quantized from ``search``'s FP model (method, data, sigma, seed and device
-    of ``search``, a ``search.Search``) and fine-tuned by ``recipe``. A named recipe runs in
+    of ``search``, a ``search.Search``) and fine-tuned by ``recipe`` on the fake-quantizer
+    kernels of ``search.cfg.quant_kernels``. A named recipe runs in
     ``qat_dir`` (its policy file beside it): a finished run there is read back, a killed one
     resumed, one of another policy refused."""
     check_final_recipe(recipe)
     c = search.cfg
     if recipe is None:
-        return build_quantized(search.fp, policy, c.method, search.ft_ds, search.sigma,
-                               c.finetune_lr, c.seed)
+        with quant_kernels(c.quant_kernels):
+            return build_quantized(search.fp, policy, c.method, search.ft_ds, search.sigma,
+                                   c.finetune_lr, c.seed)
     done = saved_model(qat_dir / "model.safetensors", policy)
     if done is not None:
         return done
@@ -68,7 +71,8 @@ def final_model(search: Any, policy: Policy, qat_dir: Path, recipe: str | None,
     policy.save(policy_file)
     job = QuantizeJob.from_recipe(recipe, checkpoint=c.checkpoint, data=c.data,
                                   policy=str(policy_file), method=c.method, sigma=search.sigma,
-                                  seed=c.seed, device=search.device.type)
+                                  seed=c.seed, device=search.device.type,
+                                  quant_kernels=c.quant_kernels)
     resume = (qat_dir / "run.json").is_file()
     reporter = None if phase is None else PhaseReporter(phase, phase.label)
     return run_quantize(job, qat_dir, resume=resume, reporter=reporter).model.eval()

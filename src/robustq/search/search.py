@@ -44,6 +44,7 @@ from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.cost import model_cost
 from robustq.quant.finetune import calibration_batches
 from robustq.quant.inference import freeze_quantized
+from robustq.quant.kernels import check_kernels
 from robustq.quant.policy import Policy
 from robustq.quant.workflow import qat_recipe
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
@@ -99,7 +100,9 @@ class SearchConfig:
     buffer and the best-so-far start from the obvious baseline instead of a random policy.
     ``final_recipe``: how ``finish`` fine-tunes the best policy: None, the episodes' own short
     fine-tune; a ``quant.workflow.QAT_RECIPES`` name (``deploy``), that QAT run in
-    ``final_model/`` (``search.final``; resumable per epoch). ``explore_sigma`` and
+    ``final_model/`` (``search.final``; resumable per epoch); ``quant_kernels``: the fake
+    quantizers' kernels in that fine-tune (``quant.kernels``: "eager" or "compiled", the same
+    forward pass; the episodes keep eager). ``explore_sigma`` and
     ``explore_decay``: the DDPG agent's exploration, a truncated normal of sigma
     ``explore_sigma`` (action units, [0, 1]) around the actor's action, multiplied by
     ``explore_decay`` after each learning episode (HAQ's 0.5 and 0.99)."""
@@ -134,6 +137,7 @@ class SearchConfig:
     reward_engine: str = "eager"
     seed_uniform: bool = False
     final_recipe: str | None = None
+    quant_kernels: str = "eager"
     explore_sigma: float = 0.5
     explore_decay: float = 0.99
     extra: dict[str, Any] = field(default_factory=dict)
@@ -157,6 +161,7 @@ class SearchConfig:
         if self.reward is not None:
             get_reward(self.reward)                          # names the known rewards
         check_final_recipe(self.final_recipe)
+        check_kernels(self.quant_kernels, "--quant-kernels")
         if self.reward_engine not in REWARD_ENGINES:
             raise RobustqError(f"reward_engine must be one of {', '.join(REWARD_ENGINES)}, got "
                                f"{self.reward_engine!r}")
