@@ -6,7 +6,8 @@ run's record and scored as one search episode would score it: the weight-sharing
 to that policy, BatchNorm re-estimated, ARQ's IRS reward on the search's held-out images against
 its FP cache (``SEARCH``: a search on a shared model with ARQ's reward gives every setting).
 Then Spearman's rho between that episode ACR and the test-protocol ACR of the deployed model
-over the images every run certified, with a bootstrap 95% interval over policies
+over the images every run certified (a run may be ``DIR+DIR_o20+...``, the parts of one model's
+protocol, as in ``paired_table.py``), with a bootstrap 95% interval over policies
 (``search.diagnostics.rank_agreement``). Scores are cached per name in ``--out/rank.jsonl``.
 ``--cert-images 500 --fp-cache DIR`` scores on more held-out images than the search did.
 
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_table import common_rows  # noqa: E402 - a sibling script
+from paired_table import common_rows, parts  # noqa: E402 - a sibling script
 
 from robustq.certify.rundir import summarize_rows  # noqa: E402
 from robustq.quant.policy import Policy  # noqa: E402
@@ -54,13 +55,16 @@ def parse_args() -> argparse.Namespace:
     args.specs = {}
     for item in args.runs:
         name, _, cert = item.partition("=")
-        if not name or not cert or not (Path(cert) / "run.json").is_file():
-            raise SystemExit(f"error: {item!r}: expected NAME=CERT_DIR of a certify run")
+        if not name or not cert or not all((p / "run.json").is_file() for p in parts(cert)):
+            raise SystemExit(f"error: {item!r}: expected NAME=CERT_DIR[+CERT_DIR...] of certify "
+                             "runs of one model")
         args.specs[name] = Path(cert)
     return args
 
 
-def certified_policy(cert_dir: Path) -> Policy:
+def certified_policy(cert: Path) -> Policy:
+    """The policy of the model a certify run (or the first of its ``+`` parts) certified."""
+    cert_dir = parts(cert)[0]
     cost = json.loads((cert_dir / "run.json").read_text())["model"].get("cost")
     if not cost or "policy" not in cost:
         raise RobustqError(f"{cert_dir}: not a quantized model's certification (no policy)")
