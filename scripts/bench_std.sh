@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The RobustMQ grid on a standard-trained (sigma 0) zoo model (issue 20), resumable unit by unit:
 # rerun the same command to continue. Usage: scripts/bench_std.sh [arch]   (default resnet20)
-# METHODS, BITS, IMAGES (500), ATTACK (200), AA (AutoAttack images, 100), THREADS (2), ZOO (checkpoint
-# suffix, e.g. _v2), MODELS (the models dir, as in scripts/qat_std.sh). Quantized models missing from the models dir get bench's own one-epoch QAT;
+# METHODS, BITS, IMAGES (1000: corruptions and pipelines), ATTACK (500: FGSM/PGD), AA (AutoAttack
+# images, 100) - the issue's minima -, THREADS (2), ZOO (checkpoint suffix, e.g. _v2), MODELS (the
+# models dir, as in scripts/qat_std.sh). Quantized models missing from the models dir get bench's own one-epoch QAT;
 # scripts/qat_std.sh puts the deploy-recipe models there first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +12,5 @@ ZOO=${ZOO:-}
 MODELS=${MODELS:-runs/bench/std_${arch}${ZOO}_models}
 robustq bench "zoo/${arch}_cifar10_sigma0${ZOO}.safetensors" --data ../shared/data/cifar10-jpeg.zip \
   --out "runs/bench/std_${arch}${ZOO}" --models-dir "$MODELS" \
-  --methods "${METHODS:-lsq,dorefa,pact}" --bits "${BITS:-4,2,6,8}" --images "${IMAGES:-500}" \
-  --attack-images "${ATTACK:-200}" --autoattack-images "${AA:-100}" --threads "${THREADS:-2}"
+  --methods "${METHODS:-lsq,dorefa,pact}" --bits "${BITS:-4,2,6,8}" --images "${IMAGES:-1000}" \
+  --attack-images "${ATTACK:-500}" --autoattack-images "${AA:-100}" --threads "${THREADS:-2}"
