@@ -8,7 +8,8 @@ its FP cache (``SEARCH``: a search on a shared model with ARQ's reward gives eve
 Then Spearman's rho between that episode ACR and the test-protocol ACR of the deployed model
 over the images every run certified (a run may be ``DIR+DIR_o20+...``, the parts of one model's
 protocol, as in ``paired_table.py``), with a bootstrap 95% interval over policies
-(``search.diagnostics.rank_agreement``). Scores are cached per name in ``--out/rank.jsonl``.
+(``search.diagnostics.rank_agreement``). Scores are cached in ``--out/rank.jsonl``, by name and by policy: a
+policy already scored under another name is not scored again.
 ``--cert-images 500 --fp-cache DIR`` scores on more held-out images than the search did.
 
     python benchmarks/deploy_rank.py results/search/arq_b1.5625_e60_c100 \\
@@ -71,14 +72,30 @@ def certified_policy(cert: Path) -> Policy:
     return Policy.from_json(cost["policy"])
 
 
-def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
-    """Each policy's episode reward, computed once (cached in rank.jsonl by name)."""
-    log = args.out / "rank.jsonl"
-    done = {r["name"]: r for r in map(json.loads, log.read_text().splitlines())} \
-        if log.is_file() else {}
-    todo = [n for n in names if n not in done]
-    if not todo:
-        return done
+def policy_key(policy: Policy) -> str:
+    """A policy's identity in the score cache: its JSON, keys sorted."""
+    return json.dumps(policy.to_json(), sort_keys=True)
+
+
+def cached_scores(log: Path, policies: dict[str, Policy]) -> dict[str, dict]:
+    """The rows of ``rank.jsonl`` that already score these names: by name, or by an equal
+    policy scored under another name (appended under the new name, ``reused_from`` the old)."""
+    rows = list(map(json.loads, log.read_text().splitlines())) if log.is_file() else []
+    by_name = {r["name"]: r for r in rows}
+    by_policy = {r["policy"]: r for r in rows if "policy" in r}
+    done = {}
+    for name, policy in policies.items():
+        if name in by_name:
+            done[name] = by_name[name]
+        elif policy_key(policy) in by_policy:
+            old = by_policy[policy_key(policy)]
+            done[name] = old | {"name": name, "reused_from": f"{old['name']} (the same policy)"}
+            append_line(log, json.dumps(done[name]))
+    return done
+
+
+def reward_search(args: argparse.Namespace) -> Search:
+    """The search whose shared model, held-out images and FP cache score the episodes."""
     cfg = SearchConfig.from_json(json.loads((args.search / "search.json").read_text())["config"])
     if cfg.reward_name != "arq" or cfg.shared is None:
         raise SystemExit(f"error: {args.search}: need a search on a shared model with ARQ's reward")
@@ -88,14 +105,29 @@ def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict
         if not args.fp_cache:
             raise SystemExit("error: --cert-images needs its own --fp-cache directory")
         cfg = dataclasses.replace(cfg, cert_images=args.cert_images, fp_cache=args.fp_cache)
-    search = Search(cfg, args.out / "search")        # its own record: the search's stays as is
+    return Search(cfg, args.out / "search")        # its own record: the search's stays as is
+
+
+def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
+    """Each policy's episode reward, computed once (cached in rank.jsonl by name and policy)."""
+    log = args.out / "rank.jsonl"
+    policies = {n: certified_policy(args.specs[n]) for n in names}
+    done = cached_scores(log, policies)
+    todo = [n for n in names if n not in done]
+    if not todo:
+        return done
+    search = reward_search(args)
     ctx = search.context()
     for name in todo:
-        policy = certified_policy(args.specs[name])
-        _, cheap = arq_reward(rebit(search.shared, policy, search.bn_batches), ctx,
-                              args.out / name)
-        done[name] = {"name": name, "episode_acr": cheap["acr"],
-                      "episode_accuracy": cheap["accuracy"]}
+        key = policy_key(policies[name])
+        twin = next((n for n in done if done[n].get("policy") == key), None)
+        if twin is None:
+            _, cheap = arq_reward(rebit(search.shared, policies[name], search.bn_batches), ctx,
+                                  args.out / name)
+            done[name] = {"name": name, "episode_acr": cheap["acr"],
+                          "episode_accuracy": cheap["accuracy"], "policy": key}
+        else:
+            done[name] = done[twin] | {"name": name, "reused_from": f"{twin} (the same policy)"}
         append_line(log, json.dumps(done[name]))
         print(json.dumps(done[name]), flush=True)
     return done
