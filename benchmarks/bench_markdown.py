@@ -69,6 +69,7 @@ def print_run(run: Path) -> None:
     print("\nFindings:\n")
     print_findings(res["findings"])
     print("\nThroughput (images/s):", json.dumps(res["throughput_images_per_s"]))
+    print("Seconds per family (summed unit times):", json.dumps(res["seconds_per_family"]))
 
 
 if __name__ == "__main__":

@@ -76,22 +76,37 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
     return rec
 
 
+def _units(out: Path) -> list[dict[str, Any]]:
+    path = out / UNITS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _family(unit: dict[str, Any]) -> str:
+    return "autoattack" if unit["unit"].startswith("autoattack") else unit["family"]
+
+
 def throughput(out: Path) -> dict[str, float]:
     """Images per second of each family (and of AutoAttack alone): the median over its units of
     images / seconds, from ``units.jsonl`` (a median, so a unit that also loaded or fine-tuned
     its model, or ran while the machine was busy or the job paused, does not skew it); plus the
     summed seconds of all units (``total_seconds``)."""
     rates: dict[str, list[float]] = {}
-    total = 0.0
-    path = out / UNITS_FILE
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        u = json.loads(line)
-        fam = "autoattack" if u["unit"].startswith("autoattack") else u["family"]
-        total += u["seconds"]
+    units = _units(out)
+    for u in units:
         if u["seconds"] > 0:
-            rates.setdefault(fam, []).append(u["images"] / u["seconds"])
+            rates.setdefault(_family(u), []).append(u["images"] / u["seconds"])
     return {f: round(float(np.median(r)), 2) for f, r in rates.items()} | {
-        "total_seconds": round(total, 1)}
+        "total_seconds": round(sum(u["seconds"] for u in units), 1)}
+
+
+def family_seconds(out: Path) -> dict[str, float]:
+    """Seconds each family took: the sum over its units in ``units.jsonl`` (AutoAttack apart
+    from the other attacks). A sum of recorded unit times, so it includes a model's loading or
+    fine-tuning where a unit did that, and any time the machine spent on other jobs."""
+    sums: dict[str, float] = {}
+    for u in _units(out):
+        sums[_family(u)] = sums.get(_family(u), 0.0) + u["seconds"]
+    return {f: round(t, 1) for f, t in sums.items()}
 
 
 def expected_units(cfg: BenchConfig) -> int:
@@ -121,6 +136,7 @@ def collect_results(out: str | Path) -> dict[str, Any]:
                       if c in r["corruption_accuracy"]}
             r["ce"], r["mce"] = metrics.corruption_errors(common, fp["corruption_accuracy"])
     result = {"models": records, "throughput_images_per_s": throughput(out),
+              "seconds_per_family": family_seconds(out),
               "images": cfg.images, "attack_images": len(cfg.attack_positions()),
               "autoattack_images": cfg.autoattack_images,
               "mce_reference": "FP model of the same architecture (the run's checkpoint)",

@@ -209,9 +209,13 @@ class _Report:
                               for f in findings],
                              f"RobustMQ's findings checked on this run (from {src})")
             tp = res.get("throughput_images_per_s", {})
+            secs = res.get("seconds_per_family", {})
             if tp:
-                out += table(["family", "images/s"], [[k, v] for k, v in tp.items()],
-                             f"throughput from {self.src(r.path / 'units.jsonl')}")
+                out += table(["family", "images/s", "seconds (summed over units)"],
+                             [[k, v, secs.get(k)] for k, v in tp.items()
+                              if k != "total_seconds"]
+                             + [["all units", None, tp.get("total_seconds")]],
+                             f"throughput and time from {self.src(r.path / 'units.jsonl')}")
             out += self._samples(r)
         return out
 
