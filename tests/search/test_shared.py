@@ -152,6 +152,35 @@ def test_shared_cli_refuses_bad_input_before_writing(fp, tmp_path):  # noqa: F81
     assert not (tmp_path / "q").exists()
 
 
+def test_shared_training_takes_the_deploy_recipes_consistency_loss(fp, tmp_path):  # noqa: F811
+    job = SharedJob(checkpoint=str(fp / "fp" / "model.safetensors"), data=str(fp / "data"),
+                    budgets=(3.0, 8.0), epochs=1, batch_size=8, eval_images=8, consistency=3.0,
+                    consistency_copies=3)
+    assert SharedJob.from_json(json.loads(json.dumps(job.to_json()))) == job
+    card = type("Card", (), {"arch": "small_cnn", "in_channels": 3})()
+    cfg = job.train_config(card, 0.25)
+    assert (cfg.consistency, cfg.copies, cfg.consistency_entropy) == (3.0, 3, 0.5)
+    old = {k: v for k, v in job.to_json().items()
+           if not k.startswith("consistency") and k != "quant_kernels"}
+    assert SharedJob.from_json(old).consistency == 0.0      # a run recorded before the option
+    run_shared(job, tmp_path / "cr")
+    log = [json.loads(ln) for ln in (tmp_path / "cr" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and np.isfinite(log[0]["train_loss"])
+    run = json.loads((tmp_path / "cr" / "run.json").read_text())
+    assert run["config"]["consistency"] == 3.0 and run["status"] == "complete"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--consistency", "-1"], "--consistency must be >= 0"),
+    (["--consistency-copies", "1"], "--consistency-copies must be >= 2"),
+    (["--quant-kernels", "fast"], "--quant-kernels must be one of eager, compiled")])
+def test_shared_cli_refuses_bad_consistency_and_kernels(fp, tmp_path, flags, message):  # noqa: F811
+    res = runner.invoke(app, ["shared", str(fp / "fp" / "model.safetensors"), "--data",
+                              str(fp / "data"), "--out", str(tmp_path / "s"), *flags])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "s").exists()
+
+
 def test_searches_share_one_fp_cache(fp, tmp_path):  # noqa: F811
     cache = tmp_path / "cache"
     cfg = config(fp, strategy="arq", episodes=2, warmup=1, fp_cache=str(cache))

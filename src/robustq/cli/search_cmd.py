@@ -11,6 +11,9 @@ import typer
 from robustq.cli.common import (
     METHODS_HELP,
     RESUME,
+    ConsistencyCopiesOpt,
+    ConsistencyEntropyOpt,
+    ConsistencyOpt,
     DeviceOpt,
     FpCheckpointArg,
     Machine,
@@ -212,6 +215,10 @@ def shared_cmd(
                                                      "images (default: all)")] = None,
     distill: Annotated[float, typer.Option(help="weight of distillation from the FP model")]
     = SharedJob.distill,
+    consistency: ConsistencyOpt = SharedJob.consistency,
+    consistency_copies: ConsistencyCopiesOpt = SharedJob.consistency_copies,
+    consistency_entropy: ConsistencyEntropyOpt = SharedJob.consistency_entropy,
+    quant_kernels: QuantKernelsOpt = SharedJob.quant_kernels,
     sigma: Annotated[float | None, typer.Option(help="noise std (default: checkpoint's)")] = None,
     seed: SeedOpt = SharedJob.seed,
     resume: Annotated[bool, typer.Option(help="continue a killed run in --out")] = False,
@@ -225,6 +232,8 @@ def shared_cmd(
     set_threads(threads)
     job = SharedJob(checkpoint=str(checkpoint), data=data, budgets=(budget_low, budget_high),
                     epochs=epochs, lr=lr, train_images=train_images, distill=distill,
+                    consistency=consistency, consistency_copies=consistency_copies,
+                    consistency_entropy=consistency_entropy, quant_kernels=quant_kernels,
                     sigma=sigma, seed=seed, device=device)
     info = run_shared(job, out, resume=resume, reporter=RichTrainReporter(), say=console.print)
     acc = info["accuracy"]

@@ -28,9 +28,17 @@ import torch
 from torch import nn
 
 from robustq.models import ModelCard
-from robustq.models.train import FINAL_FILE, TrainConfig, TrainReporter, refuse_unasked_resume, train
+from robustq.models.train import (
+    FINAL_FILE,
+    TrainConfig,
+    TrainReporter,
+    consistency_checks,
+    refuse_unasked_resume,
+    train,
+)
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.finetune import calibration_batches
+from robustq.quant.kernels import check_kernels, quant_kernels
 from robustq.quant.layers import quantizable_layers
 from robustq.quant.policy import Policy, uniform_policy
 from robustq.quant.quantize import quantize, set_policy
@@ -90,9 +98,13 @@ class SharedJob(JsonConfig):
     """Train one weight-sharing LSQ model from the FP ``checkpoint``: ``epochs`` over
     ``train_images`` training images (default all) at ``sigma`` (default the checkpoint's),
     cosine from ``lr``, loss (1 - w) CE + w KD from the FP model at ``distill_temperature``
-    (w = ``distill``); each step at a random policy (``sample_bits``) within ``budgets`` (% of
-    FP32 BitOPs) and bits [``b_min``, ``b_max``]; evaluated and saved at uniform
-    ``reference_bits`` (every layer, the image input included)."""
+    (w = ``distill``), plus noise-consistency regularization at ``consistency`` (lambda; 0 =
+    off; ``models.train.consistency_loss``), so that the model the episodes score was trained
+    with the loss of the final models' recipe (``deploy-cr``); each step at a random policy
+    (``sample_bits``) within ``budgets`` (% of FP32 BitOPs) and bits [``b_min``, ``b_max``],
+    the same policy for every noisy copy of a step's images; evaluated and saved at uniform
+    ``reference_bits`` (every layer, the image input included). ``quant_kernels``: the fake
+    quantization's training kernels (``quant.kernels``; "compiled" fuses them)."""
 
     checkpoint: str
     data: str = "embedded"
@@ -108,6 +120,10 @@ class SharedJob(JsonConfig):
     eval_images: int = 1000
     distill: float = 0.5
     distill_temperature: float = 2.0
+    consistency: float = 0.0
+    consistency_copies: int = 2
+    consistency_entropy: float = 0.5
+    quant_kernels: str = "eager"
     sigma: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -123,8 +139,12 @@ class SharedJob(JsonConfig):
                   (self.b_min <= self.reference_bits <= self.b_max,
                    f"reference_bits must lie in [b_min, b_max], got {self.reference_bits}"),
                   (self.train_images is None or self.train_images >= 1,
-                   f"train_images must be >= 1, got {self.train_images}")]
+                   f"train_images must be >= 1, got {self.train_images}"),
+                  *consistency_checks(self.consistency, self.consistency_copies,
+                                      self.consistency_entropy,
+                                      lambda field: "--" + field.replace("_", "-"))]
         require(checks)
+        check_kernels(self.quant_kernels, "--quant-kernels")
         if self.sigma is not None:
             check_sigma(self.sigma, "sigma", allow_zero=True)
 
@@ -132,7 +152,10 @@ class SharedJob(JsonConfig):
         return TrainConfig(arch=card.arch, epochs=self.epochs, batch_size=self.batch_size,
                            lr=self.lr, schedule="cosine", sigma=sigma, seed=self.seed,
                            eval_images=self.eval_images, distill=self.distill,
-                           distill_temperature=self.distill_temperature
+                           distill_temperature=self.distill_temperature,
+                           consistency=self.consistency,
+                           consistency_copies=self.consistency_copies,
+                           consistency_entropy=self.consistency_entropy
                            ).for_images(card.in_channels)
 
     def draw(self, table: LayerTable, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +195,9 @@ def run_shared(job: SharedJob, out: str | Path, resume: bool = False,
         return save_quantized(path, m.net, c, {**info, "quant_finetune": {
             "method": SHARED_METHOD, "base": base}})
 
-    info = train(net, card, train_ds, test_ds, cfg, out, resume=resume, reporter=reporter,
-                 save=save, teacher=fp.eval(), device=device)
+    with quant_kernels(job.quant_kernels):
+        info = train(net, card, train_ds, test_ds, cfg, out, resume=resume, reporter=reporter,
+                     save=save, teacher=fp.eval(), device=device)
     finish_run(out, {"accuracy": info["accuracy"], "checkpoint": str((out / FINAL_FILE).resolve())})
     return info
 
