@@ -11,6 +11,9 @@ protocol, as in ``paired_table.py``), with a bootstrap 95% interval over policie
 (``search.diagnostics.rank_agreement``). Scores are cached in ``--out/rank.jsonl``, by name and by policy: a
 policy already scored under another name is not scored again.
 ``--cert-images 500 --fp-cache DIR`` scores on more held-out images than the search did.
+``--adapt-images N`` fine-tunes each re-bitted candidate (a copy) for one epoch over N of the
+search's fine-tuning images with the ``deploy-cr`` loss before scoring it
+(``search.shared.adapt``): is a proxy closer to the final QAT a better ranker?
 
     python benchmarks/deploy_rank.py results/search/arq_b1.5625_e60_c100 \\
         --shared results/models/shared_resnet20_v2_s025/model.safetensors \\
@@ -33,7 +36,7 @@ from robustq.quant.policy import Policy  # noqa: E402
 from robustq.search import Search, SearchConfig  # noqa: E402
 from robustq.search.diagnostics import rank_agreement  # noqa: E402
 from robustq.search.evaluate import arq_reward  # noqa: E402
-from robustq.search.shared import rebit  # noqa: E402
+from robustq.search.shared import adapt, adapt_config, rebit  # noqa: E402
 from robustq.utils import atomic_write_json, provenance  # noqa: E402
 from robustq.utils.errors import RobustqError  # noqa: E402
 from robustq.utils.io import append_line  # noqa: E402
@@ -50,6 +53,9 @@ def parse_args() -> argparse.Namespace:
                     "search's held-out images instead of its own number (a wider reward)")
     ap.add_argument("--fp-cache", default=None, help="the FP cache for --cert-images (made "
                     "there if missing; the search's own cache covers only its images)")
+    ap.add_argument("--adapt-images", type=int, default=0, help="fine-tune each candidate "
+                    "over this many fine-tuning images with the deploy-cr loss first (0: no)")
+    ap.add_argument("--adapt-lr", type=float, default=0.01)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/deploy_rank"))
     args = ap.parse_args()
@@ -108,6 +114,19 @@ def reward_search(args: argparse.Namespace) -> Search:
     return Search(cfg, args.out / "search")        # its own record: the search's stays as is
 
 
+def candidate(args: argparse.Namespace, search: Search, policy: Policy):
+    """The shared model re-bitted to ``policy``, adapted with ``--adapt-images`` if asked."""
+    q = rebit(search.shared, policy, search.bn_batches)
+    if not args.adapt_images:
+        return q
+    if args.adapt_images > len(search.ft_ds):
+        raise SystemExit(f"error: --adapt-images {args.adapt_images}: the search has "
+                         f"{len(search.ft_ds)} fine-tuning images")
+    ds = search.ft_ds.subset(list(range(args.adapt_images)))
+    cfg = adapt_config(search.sigma, seed=search.cfg.seed, lr=args.adapt_lr)
+    return adapt(q, ds, cfg, search.fp.eval(), seed=search.cfg.seed)
+
+
 def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
     """Each policy's episode reward, computed once (cached in rank.jsonl by name and policy)."""
     log = args.out / "rank.jsonl"
@@ -122,8 +141,7 @@ def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict
         key = policy_key(policies[name])
         twin = next((n for n in done if done[n].get("policy") == key), None)
         if twin is None:
-            _, cheap = arq_reward(rebit(search.shared, policies[name], search.bn_batches), ctx,
-                                  args.out / name)
+            _, cheap = arq_reward(candidate(args, search, policies[name]), ctx, args.out / name)
             done[name] = {"name": name, "episode_acr": cheap["acr"],
                           "episode_accuracy": cheap["accuracy"], "policy": key}
         else:

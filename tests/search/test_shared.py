@@ -181,6 +181,28 @@ def test_shared_cli_refuses_bad_consistency_and_kernels(fp, tmp_path, flags, mes
     assert "Traceback" not in res.output and not (tmp_path / "s").exists()
 
 
+def test_adapt_fine_tunes_a_copy_at_the_policy_and_leaves_the_shared_model(fp, shared, tmp_path):  # noqa: F811
+    from robustq.data import load_dataset
+    from robustq.search.shared import adapt, adapt_config
+
+    fp_model, _ = load_model(fp / "fp" / "model.safetensors")
+    model = load_shared(shared / "model.safetensors", fp_model)
+    _, table = table_of(fp)
+    policy = table.policy(np.full(len(table), 3), np.full(len(table), 5))
+    ds = load_dataset(str(fp / "data"), "train")
+    q = rebit(model, policy, [torch.rand(8, 3, 32, 32)])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = adapt_config(0.25, batch_size=8)
+    a1, a2 = (adapt(q, ds, cfg, fp_model, seed=1) for _ in range(2))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert get_policy(a1) == policy and not a1.training
+    w = [k for k in before if k.endswith("conv1.weight")]
+    assert not torch.equal(a1.state_dict()[w[0]], before[w[0]])          # it trained
+    assert all(torch.equal(a1.state_dict()[k], a2.state_dict()[k]) for k in before)  # seeded
+    with pytest.raises(RobustqError, match="teacher"):
+        adapt(q, ds, cfg, None)
+
+
 def test_searches_share_one_fp_cache(fp, tmp_path):  # noqa: F811
     cache = tmp_path / "cache"
     cfg = config(fp, strategy="arq", episodes=2, warmup=1, fp_cache=str(cache))

@@ -250,16 +250,18 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
 
 def fit(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
         generator: torch.Generator | None = None,
-        reporter: TrainReporter | None = None) -> list[dict[str, Any]]:
+        reporter: TrainReporter | None = None,
+        teacher: nn.Module | None = None) -> list[dict[str, Any]]:
     """``cfg.epochs`` epochs of :func:`train`'s loop on ``model`` in place, in memory: no files,
     no evaluation, no resume (for short fine-tunes such as a search episode's). ``generator``
     draws every random choice of all epochs from one stream (default: :func:`train`'s per-epoch
-    generators). The model is left in train mode on its own device; returns the epoch records."""
-    _check_inputs(model, train_ds, cfg, None)
+    generators); ``teacher``: distill from it at ``cfg.distill`` as :func:`train` does. The
+    model is left in train mode on its own device; returns the epoch records."""
+    _check_inputs(model, train_ds, cfg, teacher)
     cfg = cfg.for_images(train_ds.image_shape[0])
     opt, data, reporter = _optimizer(model, cfg), train_ds.tensors(), reporter or TrainReporter()
     return [_run_epoch(model, opt, cfg, data, e, generator or _epoch_generator(cfg.seed, e),
-                       reporter, None) for e in range(cfg.epochs)]
+                       reporter, None, teacher) for e in range(cfg.epochs)]
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

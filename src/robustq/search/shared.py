@@ -17,6 +17,7 @@ assumed (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,12 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustq.data.dataset import ImageDataset
 from robustq.models import ModelCard
 from robustq.models.train import (
     FINAL_FILE,
     TrainConfig,
     TrainReporter,
     consistency_checks,
+    fit,
     refuse_unasked_resume,
     train,
 )
@@ -244,3 +247,23 @@ def rebit(model: nn.Module, policy: Policy, bn_batches: Sequence[torch.Tensor]) 
     set_policy(model, policy)
     reestimate_bn(model, bn_batches)
     return model
+
+
+def adapt_config(sigma: float, seed: int = 0, lr: float = 0.01, batch_size: int = 128,
+                 distill: float = 1.0, consistency: float = 3.0) -> TrainConfig:
+    """A few steps of the final models' ``deploy-cr`` loss for a re-bitted candidate: one epoch
+    at ``sigma``, cosine from ``lr``, distillation (w = ``distill``, T = 2) and noise-consistency
+    regularization at ``consistency`` (2 copies), crops and flips as in training."""
+    return TrainConfig(epochs=1, batch_size=batch_size, lr=lr, schedule="cosine", sigma=sigma,
+                       seed=seed, eval_images=0, distill=distill, distill_temperature=2.0,
+                       consistency=consistency)
+
+
+def adapt(model: nn.Module, ds: ImageDataset, cfg: TrainConfig, teacher: nn.Module | None,
+          seed: int = 0) -> nn.Module:
+    """A copy of the re-bitted ``model`` (``rebit``) fine-tuned by ``cfg`` over ``ds`` at its
+    current policy, every random choice from one generator seeded by ``seed``; in eval mode.
+    ``model`` itself (the weight-sharing model every episode re-bits) is left unchanged."""
+    q = copy.deepcopy(model)
+    fit(q, ds, cfg, generator=torch.Generator().manual_seed(seed), teacher=teacher)
+    return q.eval()
