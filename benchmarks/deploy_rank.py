@@ -14,6 +14,9 @@ policy already scored under another name is not scored again.
 ``--adapt-images N`` fine-tunes each re-bitted candidate (a copy) for one epoch over N of the
 search's fine-tuning images with the ``deploy-cr`` loss before scoring it
 (``search.shared.adapt``): is a proxy closer to the final QAT a better ranker?
+``--plugin-samples M`` scores each candidate by its own plug-in ACR estimate from M noisy
+samples per held-out image (``Smooth.plugin_acr``, the same noise for every candidate) instead
+of ARQ's IRS reward (the rows' ``episode_acr``; ``episode_accuracy`` stays the clean accuracy).
 
     python benchmarks/deploy_rank.py results/search/arq_b1.5625_e60_c100 \\
         --shared results/models/shared_resnet20_v2_s025/model.safetensors \\
@@ -32,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired_table import common_rows, parts  # noqa: E402 - a sibling script
 
 from robustq.certify.rundir import summarize_rows  # noqa: E402
+from robustq.certify.smooth import Smooth  # noqa: E402
+from robustq.models.evaluate import evaluate  # noqa: E402
 from robustq.quant.policy import Policy  # noqa: E402
 from robustq.search import Search, SearchConfig  # noqa: E402
 from robustq.search.diagnostics import rank_agreement  # noqa: E402
@@ -56,6 +61,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--adapt-images", type=int, default=0, help="fine-tune each candidate "
                     "over this many fine-tuning images with the deploy-cr loss first (0: no)")
     ap.add_argument("--adapt-lr", type=float, default=0.01)
+    ap.add_argument("--plugin-samples", type=int, default=0, help="score by the plug-in ACR "
+                    "from this many noisy samples per image instead of IRS (0: IRS)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/deploy_rank"))
     args = ap.parse_args()
@@ -127,6 +134,15 @@ def candidate(args: argparse.Namespace, search: Search, policy: Policy):
     return adapt(q, ds, cfg, search.fp.eval(), seed=search.cfg.seed)
 
 
+def plugin_score(q, ctx, m: int) -> dict:
+    """The candidate's plug-in ACR on the reward's held-out images (seeds: their positions)."""
+    xs, ys = ctx.cert_images.tensors()
+    est = Smooth(q, ctx.cert_images.num_classes, ctx.sigma).plugin_acr(xs, ys.tolist(), m,
+                                                                       range(len(ys)))
+    return {"acr": est["plugin_acr"], "accuracy": evaluate(q, ctx.holdout)["clean_accuracy"],
+            "noisy_accuracy": est["noisy_accuracy"], "top_accuracy": est["top_accuracy"]}
+
+
 def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
     """Each policy's episode reward, computed once (cached in rank.jsonl by name and policy)."""
     log = args.out / "rank.jsonl"
@@ -141,9 +157,13 @@ def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict
         key = policy_key(policies[name])
         twin = next((n for n in done if done[n].get("policy") == key), None)
         if twin is None:
-            _, cheap = arq_reward(candidate(args, search, policies[name]), ctx, args.out / name)
+            q = candidate(args, search, policies[name])
+            cheap = (plugin_score(q, ctx, args.plugin_samples) if args.plugin_samples
+                     else arq_reward(q, ctx, args.out / name)[1])
             done[name] = {"name": name, "episode_acr": cheap["acr"],
-                          "episode_accuracy": cheap["accuracy"], "policy": key}
+                          "episode_accuracy": cheap["accuracy"], "policy": key,
+                          **{k: cheap[k] for k in ("noisy_accuracy", "top_accuracy")
+                             if k in cheap}}
         else:
             done[name] = done[twin] | {"name": name, "reused_from": f"{twin} (the same policy)"}
         append_line(log, json.dumps(done[name]))

@@ -16,13 +16,19 @@ import torch
 from torch import nn
 
 from robustq.certify.noise import ESTIMATION, SELECTION, chunk_noise, chunk_seed, chunk_sizes
-from robustq.certify.stats import binom_two_sided_pvalue, clopper_pearson_lower, radius_from_p
+from robustq.certify.stats import (
+    binom_two_sided_pvalue,
+    clopper_pearson_lower,
+    plugin_radii,
+    radius_from_p,
+)
 from robustq.models.compile import shippable
 from robustq.utils.errors import RobustqError
 from robustq.utils.validate import check_sigma
 
 ABSTAIN = -1
 PREDICTION_PHASE = 2
+PLUGIN_PHASE = 3          # plug-in estimates draw their own noise, never a certificate's
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,18 @@ class Smooth:
         if jobs:
             self._run(xs, jobs, counts, preds)
         return counts.view(k, self.num_classes).numpy(), (preds.numpy() if record else None)
+
+    def plugin_acr(self, xs: torch.Tensor, labels: Sequence[int], m: int,
+                   seeds: Sequence[int]) -> dict[str, float]:
+        """Plug-in estimates from ``m`` noisy samples per image (``sample``, replayable by
+        ``seeds``): the mean plug-in radius (``stats.plugin_radii``: an estimate of the ACR, not
+        a certificate), the mean share of samples on the label (noisy accuracy) and the share of
+        images whose top class is the label."""
+        counts, _ = self.sample(xs, m, seeds, phase=PLUGIN_PHASE)
+        y = np.asarray(labels)
+        return {"plugin_acr": float(plugin_radii(counts, y, self.sigma).mean()),
+                "noisy_accuracy": float((counts[np.arange(len(y)), y] / m).mean()),
+                "top_accuracy": float((counts.argmax(1) == y).mean())}
 
     def noisy_batch(self, xs: torch.Tensor, jobs: list[tuple[int, int, int, int]]) -> torch.Tensor:
         """The noisy images of ``jobs`` (image, offset, count, seed), channels_last."""
