@@ -218,6 +218,27 @@ def test_searches_share_one_fp_cache(fp, tmp_path):  # noqa: F811
                tmp_path / "c").run()
 
 
+def test_a_finished_fp_cache_is_read_while_another_process_holds_it(fp, tmp_path):  # noqa: F811
+    import fcntl
+    import os
+
+    from robustq.utils.runlock import release_run_dir
+
+    cache = tmp_path / "cache"
+    cfg = config(fp, strategy="arq", episodes=1, warmup=1, fp_cache=str(cache))
+    first = Search(cfg, tmp_path / "a").context()
+    release_run_dir(cache)                          # as the first search's process ending would
+    files = {f.name: f.read_bytes() for f in cache.iterdir() if f.is_file()}
+    fd = os.open(cache, os.O_RDONLY)                # another process's hold (flock: per open file)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        second = Search(cfg, tmp_path / "b").context()
+    finally:
+        os.close(fd)
+    assert second.fp_acr == first.fp_acr
+    assert {f.name: f.read_bytes() for f in cache.iterdir() if f.is_file()} == files
+
+
 def test_episode_costs_and_reward_precision(fp, shared, tmp_path):  # noqa: F811
     from robustq.certify.metrics import paired_difference
     from robustq.search.diagnostics import episode_costs, episode_radii, reward_precision

@@ -45,3 +45,18 @@ def test_a_run_claimed_by_this_process_is_refused_to_another(tmp_path):
     other = subprocess.run([sys.executable, "-c", HOLDER, str(tmp_path / "q")],
                            capture_output=True, text=True, input="")
     assert other.returncode == 1 and "another robustq process" in other.stderr
+
+
+def test_a_released_directory_can_be_held_by_another_process(tmp_path):
+    from robustq.utils.runlock import release_run_dir
+
+    hold_run_dir(tmp_path / "r")
+    release_run_dir(tmp_path / "r")
+    release_run_dir(tmp_path / "r")                  # releasing twice is harmless
+    proc = holder(tmp_path / "r")                    # it gets the hold at once
+    try:
+        with pytest.raises(RobustqError, match="another robustq process"):
+            hold_run_dir(tmp_path / "r")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

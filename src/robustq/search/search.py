@@ -36,6 +36,7 @@ from robustq.certify.run import (
 from robustq.certify.run import Progress as RowCallback
 from robustq.certify.smooth import check_alpha
 from robustq.data import load_dataset
+from robustq.data.dataset import ImageDataset
 from robustq.models import ModelCard
 from robustq.models.checkpoint import load_tensors, save_tensors
 from robustq.models.compile import fast_inference
@@ -247,6 +248,26 @@ class Search:
             return RewardContext(self.holdout, self.sigma, fp_acc)
         cert = self.holdout.spread(self.cfg.cert_images)
         cc = self.cert_config(self.cfg.n, None)
+        s = self._finished_fp_cache(cert, cc)
+        if s is None:
+            s = self._certify_fp_cache(cert, cc, progress)
+        return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.cache_dir,
+                             self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device,
+                             self.cfg.reward_engine, self.card)
+
+    def _finished_fp_cache(self, cert: ImageDataset, cc: CertifyConfig) -> dict[str, Any] | None:
+        """The FP cache's summary when it is finished with these settings, read without taking
+        the directory (so searches on other processes can share one finished cache); None when
+        it still has to be made or resumed (``_certify_fp_cache`` then says what is wrong)."""
+        try:
+            summary = reuse_certification(self.cache_dir, cert, cc, self.cfg.checkpoint)
+            cached = read_record(self.cache_dir / "run.json", ("cache",))["cache"]
+        except RobustqError:
+            return None
+        return summary if cached else None
+
+    def _certify_fp_cache(self, cert: ImageDataset, cc: CertifyConfig,
+                          progress: Progress | None) -> dict[str, Any]:
         with silent(progress).phase(f"FP cache: certifying {len(cert)} held-out images "
                                     f"(n={cc.n})", total=len(cert)) as ph:
             s = certify_dataset(self.fp, cert, cc, self.cache_dir, cache=True,
@@ -254,9 +275,7 @@ class Search:
                                             "device": self.device.type},
                                 progress=lambda done, total, r: ph.update(done, acr=r["acr"]),
                                 device=self.device)
-        return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.cache_dir,
-                             self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device,
-                             self.cfg.reward_engine, self.card)
+        return s
 
     def uniform_start(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The widest uniform policy within the first budget, with the states and the actions

@@ -39,3 +39,10 @@ def hold_run_dir(out: str | Path) -> None:
         raise RobustqError(f"{out}: another robustq process is writing this run; wait for it to "
                            "end or use another --out") from None
     _HELD[key] = fd
+
+
+def release_run_dir(out: str | Path) -> None:
+    """Give up this process's hold on ``out`` (as its exit would); nothing if not held."""
+    fd = _HELD.pop(os.path.realpath(out), None)
+    if fd is not None:
+        os.close(fd)                 # closing the descriptor drops its flock
