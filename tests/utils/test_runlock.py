@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,14 +27,21 @@ def holder(out: Path) -> subprocess.Popen:
     return proc
 
 
-def test_a_directory_held_by_another_process_is_refused_until_it_dies(tmp_path):
-    proc = holder(tmp_path / "run")
+@contextmanager
+def held_elsewhere(out: Path) -> Iterator[None]:
+    """Within the block another process holds ``out``; then it is killed with SIGKILL."""
+    proc = holder(out)
     try:
-        with pytest.raises(RobustqError, match="another robustq process is writing this run"):
-            hold_run_dir(tmp_path / "run")
+        yield
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def test_a_directory_held_by_another_process_is_refused_until_it_dies(tmp_path):
+    with held_elsewhere(tmp_path / "run"):
+        with pytest.raises(RobustqError, match="another robustq process is writing this run"):
+            hold_run_dir(tmp_path / "run")
     hold_run_dir(tmp_path / "run")                   # the kernel dropped the killed one's lock
     hold_run_dir(tmp_path / "run")                   # and this process may claim it again
     assert list((tmp_path / "run").iterdir()) == []  # no lock file is written
@@ -53,10 +62,6 @@ def test_a_released_directory_can_be_held_by_another_process(tmp_path):
     hold_run_dir(tmp_path / "r")
     release_run_dir(tmp_path / "r")
     release_run_dir(tmp_path / "r")                  # releasing twice is harmless
-    proc = holder(tmp_path / "r")                    # it gets the hold at once
-    try:
+    with held_elsewhere(tmp_path / "r"):             # it gets the hold at once
         with pytest.raises(RobustqError, match="another robustq process"):
             hold_run_dir(tmp_path / "r")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
