@@ -8,8 +8,8 @@ its FP cache (``SEARCH``: a search on a shared model with ARQ's reward gives eve
 Then Spearman's rho between that episode ACR and the test-protocol ACR of the deployed model
 over the images every run certified (a run may be ``DIR+DIR_o20+...``, the parts of one model's
 protocol, as in ``paired_table.py``), with a bootstrap 95% interval over policies
-(``search.diagnostics.rank_agreement``). Scores are cached in ``--out/rank.jsonl``, by name and by policy: a
-policy already scored under another name is not scored again.
+(``search.diagnostics.rank_agreement``). Scores are cached in ``--out/rank.jsonl`` by name and
+by policy: a policy already scored under another name is not scored again.
 ``--cert-images 500 --fp-cache DIR`` scores on more held-out images than the search did.
 ``--adapt-images N`` fine-tunes each re-bitted candidate (a copy) for one epoch over N of the
 search's fine-tuning images with the ``deploy-cr`` loss before scoring it
@@ -31,6 +31,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired_table import common_rows, parts  # noqa: E402 - a sibling script
 
@@ -40,7 +42,7 @@ from robustq.models.evaluate import evaluate  # noqa: E402
 from robustq.quant.policy import Policy  # noqa: E402
 from robustq.search import Search, SearchConfig  # noqa: E402
 from robustq.search.diagnostics import rank_agreement  # noqa: E402
-from robustq.search.evaluate import arq_reward  # noqa: E402
+from robustq.search.evaluate import RewardContext, arq_reward  # noqa: E402
 from robustq.search.shared import adapt, adapt_config, rebit  # noqa: E402
 from robustq.utils import atomic_write_json, provenance  # noqa: E402
 from robustq.utils.errors import RobustqError  # noqa: E402
@@ -66,6 +68,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/deploy_rank"))
     args = ap.parse_args()
+    if args.adapt_images < 0 or args.plugin_samples < 0:
+        raise SystemExit("error: --adapt-images and --plugin-samples must be >= 0")
     args.specs = {}
     for item in args.runs:
         name, _, cert = item.partition("=")
@@ -121,7 +125,7 @@ def reward_search(args: argparse.Namespace) -> Search:
     return Search(cfg, args.out / "search")        # its own record: the search's stays as is
 
 
-def candidate(args: argparse.Namespace, search: Search, policy: Policy):
+def candidate(args: argparse.Namespace, search: Search, policy: Policy) -> torch.nn.Module:
     """The shared model re-bitted to ``policy``, adapted with ``--adapt-images`` if asked."""
     q = rebit(search.shared, policy, search.bn_batches)
     if not args.adapt_images:
@@ -134,7 +138,7 @@ def candidate(args: argparse.Namespace, search: Search, policy: Policy):
     return adapt(q, ds, cfg, search.fp.eval(), seed=search.cfg.seed)
 
 
-def plugin_score(q, ctx, m: int) -> dict:
+def plugin_score(q: torch.nn.Module, ctx: RewardContext, m: int) -> dict:
     """The candidate's plug-in ACR on the reward's held-out images (seeds: their positions)."""
     xs, ys = ctx.cert_images.tensors()
     est = Smooth(q, ctx.cert_images.num_classes, ctx.sigma).plugin_acr(xs, ys.tolist(), m,
@@ -174,8 +178,6 @@ def episode_scores(args: argparse.Namespace, names: list[str]) -> dict[str, dict
 def main() -> None:
     args = parse_args()
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     try:
         rows = common_rows(args.specs)
