@@ -4,9 +4,10 @@ One QAT epoch over 10,000 training images with the deploy recipe otherwise (KD w
 kernels, first and last layers 8-bit), LSQ's step initialized as in the paper (2 mean|v| /
 sqrt(Q_P), ``mean``) or as the step of least squared quantization error on the first batch
 (``mse``: all steps; ``mse-fixed``: all steps, the activations' then not learned; ``mse-act``:
-activation steps only). The MSE step is found by a grid of 59 multiples (0.1-3.0) of the
-paper's. A go/no-go probe, not a recipe: the other inits are patched into ``LSQQuantizer``
-for this process only. Prints the epoch record (test accuracy on 1,000 test images).
+activation steps only, which is the ``lsq_mse`` method). The MSE step is found by a grid of
+59 multiples (0.1-3.0) of the paper's (``quant.quantizers.mse_step``). A go/no-go probe: the
+inits are patched into ``LSQQuantizer`` for this process only. Prints the epoch record (test
+accuracy on 1,000 test images).
 
     python benchmarks/lsq_act_init.py mse-act 2/2 --out runs/probe/lsq_mse_act_w2a2
 """
@@ -15,25 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
 
 from robustq.quant import quantizers as Q
+from robustq.quant.quantizers import mse_step
 from robustq.quant.workflow import QuantizeJob, run_quantize
 
 INITS = ("mean", "mse", "mse-fixed", "mse-act")
-
-
-def mse_step(x: torch.Tensor, q_n: int, q_p: int) -> torch.Tensor:
-    """The step among 59 multiples of LSQ's initial one with the least squared error on x."""
-    x = x.detach().flatten()
-    if x.numel() > 200_000:
-        x = x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(0))[:200_000]]
-    base = (2 * x.abs().mean() / math.sqrt(q_p)).clamp(min=1e-8)
-    steps = [base * f for f in torch.linspace(0.1, 3.0, 59)]
-    errors = [((torch.round(torch.clamp(x / s, -q_n, q_p)) * s - x) ** 2).mean() for s in steps]
-    return steps[int(torch.stack(errors).argmin())]
 
 
 def patch(init: str) -> None:

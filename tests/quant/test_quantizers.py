@@ -148,7 +148,8 @@ def test_fp_bits_is_identity_and_registry():
     for m in list_methods():
         wq, aq = get_quantizers(m)
         assert torch.equal(wq(x), x) and torch.equal(aq(x), x)
-    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq", "lsq_pc", "lsq_shared"}
+    assert set(list_methods()) == {"minmax", "dorefa", "pact", "lsq", "lsq_pc", "lsq_mse",
+                                   "lsq_shared"}
     with pytest.raises(RobustqError, match="unknown quantization method 'xnor'; choose one of"):
         get_quantizers("xnor")
 
@@ -300,3 +301,28 @@ def test_per_channel_lsq_steps_survive_a_checkpoint_round_trip(tmp_path):
     assert torch.equal(loaded(x), q(x))
     with pytest.raises(RobustqError, match="no single grid"):
         next(iter(m for m in q.modules() if isinstance(m, PerChannelLSQ))).grid()
+
+
+def test_lsq_mse_starts_activations_at_the_least_error_step_and_weights_as_lsq():
+    from robustq.quant.quantizers import MSEStepLSQ, mse_step
+
+    torch.manual_seed(0)
+    relu = torch.randn(4096).clamp(min=0)                  # a ReLU output: half of it zeros
+    w = torch.randn(4096) * 0.1
+
+    def error(q, x):
+        return float(((q(x) - x) ** 2).mean())
+
+    paper, ours = LSQQuantizer(2), MSEStepLSQ(2)
+    assert error(ours, relu) < 0.8 * error(paper, relu)   # observe + init on this batch
+    assert float(ours.step) == pytest.approx(float(mse_step(relu, 0, 3)))
+    steps = [float(mse_step(relu, 0, 3) * f) for f in (0.9, 1.1)]
+    for s in steps:                                        # a local minimum on the grid
+        assert float(((torch.round(torch.clamp(relu / s, 0, 3)) * s - relu) ** 2).mean()) \
+            >= error(ours, relu) - 1e-9
+    wq, aq = get_quantizers("lsq_mse")
+    lsq_w, _ = get_quantizers("lsq")
+    for q in (wq, lsq_w):
+        q.bits = 2
+        q.bits_changed()
+    assert torch.equal(wq(w), lsq_w(w)) and isinstance(aq, MSEStepLSQ)

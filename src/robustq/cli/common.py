@@ -33,7 +33,8 @@ console = Console(stderr=True, soft_wrap=True)
 RERUN = "rerun the same command (same --out) to continue: finished work is kept"
 RESUME = "rerun the same command with --resume to continue from the last finished epoch"
 NOTHING = "nothing was written"
-METHODS_HELP = "minmax | dorefa | pact | lsq | lsq_pc (LSQ, one weight step per output channel)"
+METHODS_HELP = ("minmax | dorefa | pact | lsq | lsq_pc (LSQ, one weight step per output channel) | "
+                "lsq_mse (LSQ, activation steps initialized at least squared error: for 2 bits)")
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N: "
                                        "where the model runs and noise is drawn")]
