@@ -90,8 +90,18 @@ def throughput(out: Path) -> dict[str, float]:
     images / seconds, from ``units.jsonl`` (a median, so a unit that also loaded or fine-tuned
     its model, or ran while the machine was busy or the job paused, does not skew it); plus the
     summed seconds of all units (``total_seconds``)."""
+    return _throughput(_units(out))
+
+
+def family_seconds(out: Path) -> dict[str, float]:
+    """Seconds each family took: the sum over its units in ``units.jsonl`` (AutoAttack apart
+    from the other attacks). A sum of recorded unit times, so it includes a model's loading or
+    fine-tuning where a unit did that, and any time the machine spent on other jobs."""
+    return _family_seconds(_units(out))
+
+
+def _throughput(units: list[dict[str, Any]]) -> dict[str, float]:
     rates: dict[str, list[float]] = {}
-    units = _units(out)
     for u in units:
         if u["seconds"] > 0:
             rates.setdefault(_family(u), []).append(u["images"] / u["seconds"])
@@ -99,13 +109,11 @@ def throughput(out: Path) -> dict[str, float]:
         "total_seconds": round(sum(u["seconds"] for u in units), 1)}
 
 
-def family_seconds(out: Path) -> dict[str, float]:
-    """Seconds each family took: the sum over its units in ``units.jsonl`` (AutoAttack apart
-    from the other attacks). A sum of recorded unit times, so it includes a model's loading or
-    fine-tuning where a unit did that, and any time the machine spent on other jobs."""
+def _family_seconds(units: list[dict[str, Any]]) -> dict[str, float]:
     sums: dict[str, float] = {}
-    for u in _units(out):
-        sums[_family(u)] = sums.get(_family(u), 0.0) + u["seconds"]
+    for u in units:
+        family = _family(u)
+        sums[family] = sums.get(family, 0.0) + u["seconds"]
     return {f: round(t, 1) for f, t in sums.items()}
 
 
@@ -135,8 +143,9 @@ def collect_results(out: str | Path) -> dict[str, Any]:
             common = {c: r["corruption_accuracy"][c] for c in fp["corruption_accuracy"]
                       if c in r["corruption_accuracy"]}
             r["ce"], r["mce"] = metrics.corruption_errors(common, fp["corruption_accuracy"])
-    result = {"models": records, "throughput_images_per_s": throughput(out),
-              "seconds_per_family": family_seconds(out),
+    units = _units(out)                                 # units.jsonl, read once
+    result = {"models": records, "throughput_images_per_s": _throughput(units),
+              "seconds_per_family": _family_seconds(units),
               "images": cfg.images, "attack_images": len(cfg.attack_positions()),
               "autoattack_images": cfg.autoattack_images,
               "mce_reference": "FP model of the same architecture (the run's checkpoint)",

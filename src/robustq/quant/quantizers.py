@@ -332,6 +332,11 @@ def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
     return (x - x * g).detach() + x * g
 
 
+def lsq_initial_step(x: torch.Tensor, q_p: int) -> torch.Tensor:
+    """LSQ's initial step (Esser et al.): 2 mean|x| / sqrt(Q_P), at least 1e-8."""
+    return (2 * x.detach().abs().mean() / math.sqrt(q_p)).clamp(min=1e-8)
+
+
 class LSQQuantizer(Quantizer):
     """v_q = round(clip(v/s, -Q_N, Q_P)) s with learnable step s, gradient scaled by
     1/sqrt(N Q_P); s initialized to 2 mean|v| / sqrt(Q_P) on the first batch seen."""
@@ -357,8 +362,7 @@ class LSQQuantizer(Quantizer):
         self.init_step(x)
 
     def init_step(self, x: torch.Tensor) -> None:
-        _, q_p = self.q_range()
-        self.set_step((2 * x.detach().abs().mean() / math.sqrt(q_p)).clamp(min=1e-8))
+        self.set_step(lsq_initial_step(x, self.q_range()[1]))
 
     # the step of the current bit-width: one learned step here, one per width in SharedLSQ
     def current_step(self) -> torch.Tensor:
@@ -402,7 +406,7 @@ def mse_step(x: torch.Tensor, q_n: int, q_p: int, candidates: int = 59,
     x = x.detach().flatten().float()
     if x.numel() > sample:
         x = x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(0))[:sample]]
-    base = (2 * x.abs().mean() / math.sqrt(q_p)).clamp(min=1e-8)
+    base = lsq_initial_step(x, q_p)
     steps = [base * f for f in torch.linspace(0.1, 3.0, candidates)]
     errors = torch.stack([((torch.round(torch.clamp(x / s, -q_n, q_p)) * s - x) ** 2).mean()
                           for s in steps])
