@@ -293,3 +293,28 @@ def test_a_run_resumes_after_its_checkpoint_moved_not_after_it_changed(tmp_path,
     changed = {**moved, "checkpoint_sha256": file_sha256(b)}
     with pytest.raises(RobustqError, match="another model"):
         certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "run", model_info=changed)
+
+
+def test_a_finished_run_is_read_back_untouched_while_another_process_holds_it(tmp_path,
+                                                                              tiny_rgb_dataset):
+    from robustq.utils.runlock import release_run_dir
+    from tests.utils.test_runlock import held_elsewhere
+
+    cfg = CertifyConfig(**CFG)
+    full = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f", cache=True)
+    irs = irs_certify_dataset(model2(), tiny_rgb_dataset, dataclasses.replace(cfg, n_p=100),
+                              tmp_path / "f", tmp_path / "p")
+    for d in ("f", "p"):
+        release_run_dir(tmp_path / d)                # as this process ending would
+    files = {f: f.read_bytes() for f in tmp_path.glob("*/*")}
+    with held_elsewhere(tmp_path / "f"), held_elsewhere(tmp_path / "p"):
+        again = certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f", cache=True)
+        irs_again = irs_certify_dataset(model2(), tiny_rgb_dataset,
+                                        dataclasses.replace(cfg, n_p=100), tmp_path / "f",
+                                        tmp_path / "p")
+        with pytest.raises(RobustqError, match="another robustq process"):
+            # not the finished run (another seed): it must be claimed, and it is held
+            certify_dataset(model2(), tiny_rgb_dataset, dataclasses.replace(cfg, seed=1),
+                            tmp_path / "f")
+    assert again == full and irs_again == irs        # wall time as recorded, not this call's
+    assert {f: f.read_bytes() for f in tmp_path.glob("*/*")} == files

@@ -12,8 +12,8 @@ from robustq.certify.rundir import (
     SUMMARY,
     checkpoint_identity,
     read_rows,
+    recorded_summary,
     resolved_source,
-    summarize_rows,
 )
 from robustq.data.dataset import ImageDataset
 from robustq.utils.errors import RobustqError
@@ -79,9 +79,7 @@ def reuse_certification(run_dir: Path, ds: ImageDataset, cfg: CertifyConfig,
         problems.append(f"{len(rows)} certified images (need {len(cfg.indices(len(ds)))})")
     if problems:
         raise RobustqError(f"{run_dir}: cannot reuse this certification: " + "; ".join(problems))
-    summary = summarize_rows(rows, cfg.radii)
-    summary["wall_time_s"] = read_record(run_dir / SUMMARY, ("wall_time_s",))["wall_time_s"]
-    return summary
+    return recorded_summary(run_dir, rows, cfg.radii)
 
 
 def joined_rows(run_dirs: list[Path]) -> list[dict[str, str]]:

@@ -36,9 +36,11 @@ from robustq.certify.rundir import (
     RUN,
     SUMMARY,
     TSV,
+    finished_rows,
     load_cache,
     prepare,
     read_rows,
+    recorded_summary,
     resolved_source,
     summarize_rows,
 )
@@ -66,8 +68,8 @@ def _finish(out: Path, cfg: CertifyConfig, started: float, earlier: list[dict[st
             rows: list[dict[str, str]]) -> dict[str, Any]:
     """Write ``summary.json`` from the run's ``rows`` (all of them, as written). Its wall time
     is this call's plus the recorded per-image time of the ``earlier`` rows (certified by a
-    killed call, or all of them when a finished run is called again), so a resumed run reports
-    the time of the whole run."""
+    killed call), so a resumed run reports the time of the whole run. A finished run is not
+    finished again: it is read back (``rundir.finished_rows``), its files untouched."""
     summary = summarize_rows(rows, cfg.radii)
     summary["wall_time_s"] = round(time.perf_counter() - started
                                    + sum(float(r["time"]) for r in earlier), 2)
@@ -97,6 +99,9 @@ def certify_dataset(model: nn.Module, ds: ImageDataset, cfg: CertifyConfig, out_
                          "indices": indices},
                 "model": model_info or {}, "cache_source": None,
                 "provenance": provenance(cfg.seed, cfg.to_json())}
+    done = finished_rows(out, run_meta, len(indices), cfg.n * 2, cache, ds.num_classes)
+    if done is not None:
+        return recorded_summary(out, done, cfg.radii)
     rows = prepare(out, run_meta, COLUMNS, cfg.n * 2, cache, ds.num_classes)
     smooth = Smooth(model, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk, device)
     model.eval()
@@ -185,6 +190,9 @@ def irs_certify_dataset(model_p: nn.Module, ds: ImageDataset, cfg: CertifyConfig
     run_meta = {"kind": "irs", "config": cfg.to_json(), "data": meta["data"],
                 "model": model_info or {}, "cache_source": str(cache_dir.resolve()),
                 "provenance": provenance(cfg.seed, cfg.to_json())}
+    done = finished_rows(out, run_meta, len(cached_rows), 1, False, ds.num_classes)
+    if done is not None:
+        return recorded_summary(out, done, cfg.radii)
     rows = prepare(out, run_meta, IRS_COLUMNS, 1, False, ds.num_classes)
     smooth = Smooth(model_p, ds.num_classes, cfg.sigma, cfg.batch_size, cfg.chunk, device)
     model_p.eval()

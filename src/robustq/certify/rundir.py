@@ -27,7 +27,7 @@ from robustq.certify.metrics import accuracy_curve, summarize
 from robustq.data.embedded import EMBEDDED
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text, file_sha256
-from robustq.utils.records import RUN_FILE, claim, read_record
+from robustq.utils.records import RUN_FILE, claim, first_difference, read_record
 
 TSV = "certify.tsv"
 CACHE = "irs_cache.bin"
@@ -141,15 +141,18 @@ def same_config(config: Any) -> Any:
     return {**CertifyConfig().to_json(), **config} if isinstance(config, dict) else config
 
 
+# what makes a recorded run the one asked for, and how each entry is compared
+SAME_RUN = ("config", "data", "model", "cache_source")
+RUN_IDENTITY = {"model": sampled_classifier, "data": same_data, "config": same_config}
+
+
 def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: int,
             cache: bool, num_classes: int | None) -> list[dict[str, str]]:
     """Create or validate ``out`` for a (resumed) run; return the rows already done. A resume
     keeps the rows that have a complete line (and cache row), rewritten atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    resumed = claim(out / RUN, run_meta, ("config", "data", "model", "cache_source"),
-                    what="certification run",
-                    identity={"model": sampled_classifier, "data": same_data,
-                                       "config": same_config})
+    resumed = claim(out / RUN, run_meta, SAME_RUN, what="certification run",
+                    identity=RUN_IDENTITY)
     rows = read_tsv(out / TSV, num_classes) if resumed else []
     if cache:
         have = (out / CACHE).stat().st_size // row_bytes if (out / CACHE).is_file() else 0
@@ -158,6 +161,36 @@ def prepare(out: Path, run_meta: dict[str, Any], columns: list[str], row_bytes: 
             f.truncate(len(rows) * row_bytes)
     write_tsv(out / TSV, columns, rows)
     return rows
+
+
+def finished_rows(out: Path, run_meta: dict[str, Any], total: int, row_bytes: int, cache: bool,
+                  num_classes: int | None) -> list[dict[str, str]] | None:
+    """The rows of the finished run of ``run_meta`` in ``out`` (``summary.json`` written, all
+    ``total`` images certified, with ``cache`` every cache row there), read without taking the
+    directory, so that processes can share a finished run while nothing writes it; None when
+    there is no such run (``prepare`` then creates, resumes or refuses it, naming why)."""
+    if not (out / RUN).is_file() or not (out / SUMMARY).is_file():
+        return None
+    try:
+        old = read_record(out / RUN, SAME_RUN)
+        rows = read_tsv(out / TSV, num_classes)
+    except RobustqError:
+        return None                                   # prepare says what is wrong
+    if first_difference(old, run_meta, SAME_RUN, RUN_IDENTITY) is not None or len(rows) != total:
+        return None
+    if cache and not (old.get("cache") and (out / CACHE).is_file()
+                      and (out / CACHE).stat().st_size >= total * row_bytes):
+        return None
+    return rows
+
+
+def recorded_summary(out: Path, rows: list[dict[str, str]], radii: tuple[float, ...]
+                     ) -> dict[str, Any]:
+    """The summary of a finished run's ``rows`` at ``radii``, with the wall time its
+    ``summary.json`` recorded (the time of the run, not of this reading)."""
+    summary = summarize_rows(rows, radii)
+    summary["wall_time_s"] = read_record(out / SUMMARY, ("wall_time_s",))["wall_time_s"]
+    return summary
 
 
 def load_cache(cache_dir: Path, num_classes: int | None = None

@@ -248,23 +248,10 @@ class Search:
             return RewardContext(self.holdout, self.sigma, fp_acc)
         cert = self.holdout.spread(self.cfg.cert_images)
         cc = self.cert_config(self.cfg.n, None)
-        s = self._finished_fp_cache(cert, cc)
-        if s is None:
-            s = self._certify_fp_cache(cert, cc, progress)
+        s = self._certify_fp_cache(cert, cc, progress)   # a finished cache is read back, shared
         return RewardContext(self.holdout, self.sigma, fp_acc, s["acr"], self.cache_dir,
                              self.cert_config(self.cfg.n, self.cfg.n_p), cert, self.device,
                              self.cfg.reward_engine, self.card)
-
-    def _finished_fp_cache(self, cert: ImageDataset, cc: CertifyConfig) -> dict[str, Any] | None:
-        """The FP cache's summary when it is finished with these settings, read without taking
-        the directory (so searches on other processes can share one finished cache); None when
-        it still has to be made or resumed (``_certify_fp_cache`` then says what is wrong)."""
-        try:
-            summary = reuse_certification(self.cache_dir, cert, cc, self.cfg.checkpoint)
-            cached = read_record(self.cache_dir / "run.json", ("cache",))["cache"]
-        except RobustqError:
-            return None
-        return summary if cached else None
 
     def _certify_fp_cache(self, cert: ImageDataset, cc: CertifyConfig,
                           progress: Progress | None) -> dict[str, Any]:

@@ -57,18 +57,29 @@ def claim(path: str | Path, record: dict[str, Any], compare: tuple[str, ...] = (
     hold_run_dir(path.parent)
     if path.is_file():
         old = read_record(path, compare)
-        for key in compare:
-            same = (identity or {}).get(key, lambda v: v)
-            if same(old[key]) != same(record.get(key)):
-                detail = (f" ({', '.join(differing_keys(old[key], record[key]))})"
-                          if isinstance(old[key], dict) and isinstance(record.get(key), dict)
-                          else "")
-                which = "other settings" if key == "config" else f"another {key}"
-                raise RobustqError(f"{path.parent}: holds a {what} with {which}{detail}; "
-                                   "use a new --out or the same options to resume")
+        key = first_difference(old, record, compare, identity)
+        if key is not None:
+            detail = (f" ({', '.join(differing_keys(old[key], record[key]))})"
+                      if isinstance(old[key], dict) and isinstance(record.get(key), dict)
+                      else "")
+            which = "other settings" if key == "config" else f"another {key}"
+            raise RobustqError(f"{path.parent}: holds a {what} with {which}{detail}; "
+                               "use a new --out or the same options to resume")
         return True
     atomic_write_json(path, record)
     return False
+
+
+def first_difference(old: dict[str, Any], record: dict[str, Any], compare: tuple[str, ...],
+                     identity: dict[str, Callable[[Any], Any]] | None = None) -> str | None:
+    """The first of ``compare`` whose entries in the recorded ``old`` and the new ``record``
+    differ (each mapped through ``identity[key]`` where given, as ``claim`` compares them), or
+    None when the two records describe the same run."""
+    for key in compare:
+        same = (identity or {}).get(key, lambda v: v)
+        if same(old[key]) != same(record.get(key)):
+            return key
+    return None
 
 
 RUN_FILE = "run.json"
