@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 arch=${1:-resnet20}
 ZOO=${ZOO:-}
-MODELS=${MODELS:-runs/bench/std_${arch}${ZOO}_models}
+MODELS=${MODELS:-results/models/std_${arch}${ZOO}}
 robustq bench "zoo/${arch}_cifar10_sigma0${ZOO}.safetensors" --data ../shared/data/cifar10-jpeg.zip \
   --out "runs/bench/std_${arch}${ZOO}" --models-dir "$MODELS" \
   --methods "${METHODS:-lsq,dorefa,pact}" --bits "${BITS:-4,2,6,8}" --images "${IMAGES:-1000}" \
