@@ -20,6 +20,7 @@ import numpy as np
 from robustq.certify.metrics import certified_radii, paired_difference
 from robustq.certify.reuse import joined_rows
 from robustq.certify.rundir import summarize_rows
+from robustq.utils.errors import RobustqError
 
 RADII = (0.25, 0.5, 0.75, 1.0)
 OUTCOMES = ("correct", "abstain", "wrong")
@@ -84,7 +85,10 @@ def main() -> None:
     args = ap.parse_args()
     runs = {"reference": args.reference} | {k: Path(v) for k, v in
                                             (item.split("=", 1) for item in args.runs)}
-    rows = common_rows(runs)
+    try:
+        rows = common_rows(runs)
+    except RobustqError as e:
+        raise SystemExit(f"error: {e}") from None
     n = len(rows["reference"])
     print(f"| {n} images | smoothed acc. | ACR | CA@0.25 / 0.5 / 0.75 / 1.0 "
           "| correct / abstain / wrong |")

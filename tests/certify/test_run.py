@@ -108,6 +108,8 @@ def test_runs_at_offsets_certify_exactly_the_images_of_one_run(tmp_path, tiny_rg
         rows(tmp_path / "one" / TSV)
     with pytest.raises(RobustqError, match="certified twice"):
         joined_rows([tmp_path / "o0", tmp_path / "one"])
+    with pytest.raises(RobustqError, match="o9: not a certification run"):
+        joined_rows([tmp_path / "o0", tmp_path / "o9"])       # a part not (yet) certified
     other = CertifyConfig(**dict(whole, skip=6, max_images=2, offset=2, sigma=0.5))
     certify_dataset(model2(), tiny_rgb_dataset, other, tmp_path / "s05")
     with pytest.raises(RobustqError, match="another sigma"):

@@ -86,7 +86,10 @@ def joined_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
     """The per-image rows of runs that certify parts of one image list (``offset``s): the same
     classifier, data and certificate settings, no image twice, in image order. Their noise
     depends on the image only, so the union is the one run over those images. Anything that
-    differs is refused with the run that differs."""
+    differs is refused with the run that differs, and so is a part that is not a run."""
+    absent = [str(d) for d in run_dirs if not (Path(d) / RUN).is_file()]
+    if absent:
+        raise RobustqError(f"{', '.join(absent)}: not a certification run (no {RUN})")
     first = read_record(Path(run_dirs[0]) / RUN, ("config", "data", "model"))
     rows = read_rows(run_dirs[0])
     for run_dir in run_dirs[1:]:
