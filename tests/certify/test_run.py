@@ -320,3 +320,6 @@ def test_a_finished_run_is_read_back_untouched_while_another_process_holds_it(tm
                             tmp_path / "f")
     assert again == full and irs_again == irs        # wall time as recorded, not this call's
     assert {f: f.read_bytes() for f in tmp_path.glob("*/*")} == files
+    (tmp_path / "f" / "summary.json").write_text("{")  # a damaged summary: finished again
+    assert certify_dataset(model2(), tiny_rgb_dataset, cfg, tmp_path / "f", cache=True)["acr"] \
+        == full["acr"]

@@ -174,6 +174,7 @@ def finished_rows(out: Path, run_meta: dict[str, Any], total: int, row_bytes: in
     try:
         old = read_record(out / RUN, SAME_RUN)
         rows = read_tsv(out / TSV, num_classes)
+        read_record(out / SUMMARY, ("wall_time_s",))  # a damaged summary is written again
     except RobustqError:
         return None                                   # prepare says what is wrong
     if first_difference(old, run_meta, SAME_RUN, RUN_IDENTITY) is not None or len(rows) != total:
