@@ -31,14 +31,14 @@ def patch(init: str) -> None:
 
     def init_step(self: Q.LSQQuantizer, x: torch.Tensor) -> None:
         activation = not bool(self.signed)
-        if init in ("mse", "mse-fixed") or (init == "mse-act" and activation):
+        if init in ("mse", "mse-fixed"):
             self.set_step(mse_step(x, *self.q_range()))
             if init == "mse-fixed" and activation:
                 self.step.requires_grad_(False)
         else:
             paper(self, x)
 
-    if init != "mean":
+    if init in ("mse", "mse-fixed"):        # mse-act is the lsq_mse method itself (main)
         Q.LSQQuantizer.init_step = init_step
 
 
@@ -54,7 +54,9 @@ def main() -> None:
     patch(args.init)
     torch.set_num_threads(1)
     job = QuantizeJob.from_recipe("deploy", checkpoint=args.checkpoint, data=args.data,
-                                  bits=args.bits, method="lsq", epochs=1, train_images=10000,
+                                  bits=args.bits,
+                                  method="lsq_mse" if args.init == "mse-act" else "lsq",
+                                  epochs=1, train_images=10000,
                                   quant_kernels="compiled", seed=0)
     run_quantize(job, args.out)
     print(json.dumps({"init": args.init, "bits": args.bits,

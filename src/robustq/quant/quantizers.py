@@ -408,8 +408,9 @@ def mse_step(x: torch.Tensor, q_n: int, q_p: int, candidates: int = 59,
         x = x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(0))[:sample]]
     base = lsq_initial_step(x, q_p)
     steps = [base * f for f in torch.linspace(0.1, 3.0, candidates)]
-    errors = torch.stack([((torch.round(torch.clamp(x / s, -q_n, q_p)) * s - x) ** 2).mean()
-                          for s in steps])
+    with torch.no_grad():
+        errors = torch.stack([((Grid(float(s), -q_n, q_p).apply(x) - x) ** 2).mean()
+                              for s in steps])
     return steps[int(errors.argmin())]
 
 
