@@ -116,8 +116,11 @@ def test_post_training_quantization_writes_no_training_state(trained, tmp_path):
 
 def test_a_named_recipe_gives_its_values_and_explicit_ones_win():
     job = QuantizeJob.from_recipe("deploy", checkpoint="m.safetensors", bits="4/4", epochs=1)
-    assert (job.epochs, job.distill, job.distill_temperature, job.train_images, job.recipe) == \
-        (1, 0.5, 2.0, None, "deploy")
+    assert (job.epochs, job.distill, job.distill_temperature, job.train_images, job.recipe,
+            job.method) == (1, 0.5, 2.0, None, "deploy", "lsq_mse")
+    assert QuantizeJob.from_recipe("deploy", checkpoint="m.safetensors", bits="4/4",
+                                   method="pact").method == "pact"
+    assert QuantizeJob.from_recipe("episode", checkpoint="m.safetensors", bits="4/4").method == "lsq"
     cr = QuantizeJob.from_recipe("deploy-cr", checkpoint="m.safetensors", bits="4/4")
     card = ModelCard("resnet20", 10, 3, (0.5,) * 3, (0.25,) * 3, tuple("abcdefghij"), (32, 32))
     cfg = cr.train_config(card, 0.25)
@@ -141,6 +144,11 @@ def test_cli_recipe_fills_the_defaults_and_is_recorded(trained, tmp_path):
         ("episode", 1e-3, 2000, 0)                                # --epochs overrides the recipe
     assert load(tmp_path / "q" / "model.safetensors").meta["quant_finetune"]["base"]["recipe"] == \
         "episode"
+    deploy = runner.invoke(app, ["quantize", str(fp.checkpoint), "--data", "embedded", "--bits",
+                                 "8/8", "--recipe", "deploy", "--epochs", "0", "--out",
+                                 str(tmp_path / "d")])
+    assert deploy.exit_code == 0, deploy.output                   # the recipe's method fills in
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["config"]["method"] == "lsq_mse"
     bad = runner.invoke(app, ["quantize", str(fp.checkpoint), "--bits", "8/8", "--recipe", "fast",
                               "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "unknown QAT recipe 'fast'" in bad.output
