@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The RobustMQ grid on a standard-trained (sigma 0) zoo model (issue 20), resumable unit by unit:
 # rerun the same command to continue. Usage: scripts/bench_std.sh [arch]   (default resnet20)
-# METHODS, BITS, IMAGES (1000: corruptions and pipelines), ATTACK (500: FGSM/PGD), AA (AutoAttack
+# Output: results/bench/std_<arch><ZOO> (tracked, so committed cells land and a later session
+# resumes from them; its corrupted-image cache is git-ignored and rebuilt).
+# METHODS (lsq_mse,dorefa,pact), BITS, IMAGES (1000: corruptions and pipelines), ATTACK (500: FGSM/PGD), AA (AutoAttack
 # images, 100) - the issue's minima -, THREADS (2), ZOO (checkpoint suffix, e.g. _v2), MODELS (the
 # models dir, as in scripts/qat_std.sh). Quantized models missing from the models dir get bench's own one-epoch QAT;
 # scripts/qat_std.sh puts the deploy-recipe models there first.
@@ -11,6 +13,6 @@ arch=${1:-resnet20}
 ZOO=${ZOO:-}
 MODELS=${MODELS:-results/models/std_${arch}${ZOO}}
 robustq bench "zoo/${arch}_cifar10_sigma0${ZOO}.safetensors" --data ../shared/data/cifar10-jpeg.zip \
-  --out "runs/bench/std_${arch}${ZOO}" --models-dir "$MODELS" \
-  --methods "${METHODS:-lsq,dorefa,pact}" --bits "${BITS:-4,2,6,8}" --images "${IMAGES:-1000}" \
+  --out "${OUT:-results/bench/std_${arch}${ZOO}}" --models-dir "$MODELS" \
+  --methods "${METHODS:-lsq_mse,dorefa,pact}" --bits "${BITS:-4,2,6,8}" --images "${IMAGES:-1000}" \
   --attack-images "${ATTACK:-500}" --autoattack-images "${AA:-100}" --threads "${THREADS:-2}"

@@ -6,7 +6,7 @@
 # Resumable per epoch: rerun the same command after a kill; finished models are skipped.
 # Usage: scripts/qat_std.sh [arch [quantize flags...]]   (default resnet20)
 # ZOO (checkpoint suffix, e.g. _v2: zoo/<arch>_cifar10_sigma0_v2.safetensors), METHODS
-# (lsq,dorefa,pact), BITS (4,2,6,8), THREADS (1), PRECISION (fp32), MODELS (default
+# (lsq_mse,dorefa,pact), BITS (4,2,6,8), THREADS (1), PRECISION (fp32), MODELS (default
 # results/models/std_<arch><ZOO>: tracked, so a finished model lands with a commit and a later
 # session resumes from it; the per-epoch train_state.safetensors is git-ignored).
 set -euo pipefail
@@ -15,7 +15,7 @@ arch=${1:-resnet20}; shift $(( $# < 1 ? $# : 1 ))
 DATA=${DATA:-../shared/data/cifar10-jpeg.zip}
 ZOO=${ZOO:-}
 MODELS=${MODELS:-results/models/std_${arch}${ZOO}}
-for method in $(echo "${METHODS:-lsq,dorefa,pact}" | tr , ' '); do
+for method in $(echo "${METHODS:-lsq_mse,dorefa,pact}" | tr , ' '); do
   for b in $(echo "${BITS:-4,2,6,8}" | tr , ' '); do
     out=$MODELS/${method}_w${b}a${b}
     [ -f "$out/model.safetensors" ] && continue

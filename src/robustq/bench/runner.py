@@ -42,7 +42,7 @@ from robustq.utils.records import claim
 from robustq.utils.validate import check_int
 
 FAMILIES = ("adversarial", "natural", "systematic")
-METHODS = ("dorefa", "pact", "lsq", "minmax")
+METHODS = ("dorefa", "pact", "lsq", "lsq_mse", "minmax")
 CONFIG_FILE = "bench.json"
 UNITS_FILE = "units.jsonl"
 RESULTS_FILE = "results.json"
