@@ -120,6 +120,11 @@ def test_the_final_recipe_runs_on_the_configured_quantizer_kernels(fp, tmp_path,
     with pytest.raises(RuntimeError, match="recorded"):
         final.final_model(s, uniform_policy(s.fp, 4, 4, None), tmp_path / "qat", "deploy-cr")
     assert jobs[-1].quant_kernels == "compiled" and jobs[-1].recipe == "deploy-cr"
+    assert jobs[-1].method == "lsq_mse"                   # no --method: the recipe's own
+    pact = Search(config(fp, strategy="uniform", method="pact"), tmp_path / "p")
+    with pytest.raises(RuntimeError, match="recorded"):
+        final.final_model(pact, uniform_policy(pact.fp, 4, 4, None), tmp_path / "qp", "deploy")
+    assert jobs[-1].method == "pact"                      # an explicit method wins
     cmp = compare.CompareConfig(checkpoint=str(fp / "fp" / "model.safetensors"),
                                 final_recipe="deploy", quant_kernels="compiled")
     assert cmp.search_config().quant_kernels == "compiled"

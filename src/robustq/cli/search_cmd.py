@@ -66,6 +66,9 @@ FpCacheOpt = Annotated[Path | None, typer.Option(
     help="directory of the FP model's IRS cache, shared between searches with the same "
          "certification settings (default: in --out)")]
 
+METHOD_HELP = (METHODS_HELP + "; default: each fine-tune's recipe's own (the episodes' lsq, "
+               "--final-recipe deploy's lsq_mse)")
+
 
 @friendly_errors
 @on_machine
@@ -81,7 +84,7 @@ def search_cmd(
     episodes: Annotated[int, typer.Option(help="policies evaluated (the first --warmup are random)")] = 40,
     warmup: Annotated[int, typer.Option(help="uniform-random warm-up episodes "
                                                "(nsga2: the population, one generation)")] = 20,
-    method: Annotated[str, typer.Option(help=METHODS_HELP)] = "lsq",
+    method: Annotated[str | None, typer.Option(help=METHOD_HELP)] = None,
     sigma: Annotated[float | None, typer.Option(help="default: the checkpoint's")] = None,
     finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
                                                  "fine-tuned on")] = 2000,
@@ -164,8 +167,7 @@ def compare_cmd(
         help="policy JSON/YAML files (quantized and fine-tuned identically) or quantized "
              "checkpoints")] = None,
     data: DataOpt = "embedded",
-    method: Annotated[str, typer.Option(help=METHODS_HELP)]
-    = CompareConfig.method,
+    method: Annotated[str | None, typer.Option(help=METHOD_HELP)] = CompareConfig.method,
     finetune_images: Annotated[int, typer.Option(help="training images each candidate is "
                                                  "fine-tuned on")] = CompareConfig.finetune_images,
     holdout_images: Annotated[int, typer.Option(help="held-out training images (accuracy)")]

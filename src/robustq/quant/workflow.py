@@ -168,7 +168,7 @@ QAT_RECIPES: dict[str, dict[str, Any]] = {
     # the search's cheap episode budget (one epoch over 2,000 training images at lr 1e-3) in
     # QAT's loop (cosine, weight decay, crops); the search's own episodes fine-tune by
     # robustq.search.evaluate.episode_config (constant lr, plain momentum, no decay or crops)
-    "episode": {"epochs": 1, "train_images": 2000, "lr": 1e-3, "distill": 0.0},
+    "episode": {"method": "lsq", "epochs": 1, "train_images": 2000, "lr": 1e-3, "distill": 0.0},
     # the final models': 3 epochs over the full training split, cosine from lr 0.01, half the
     # loss distilled from the FP model's outputs on the same noisy input at temperature 2, LSQ
     # with its activation steps started at the least-squared-error step (lsq_mse): on ResNet-20
@@ -190,6 +190,12 @@ def qat_recipe(name: str) -> dict[str, Any]:
     if name not in QAT_RECIPES:
         raise RobustqError(f"unknown QAT recipe {name!r} (known: {', '.join(QAT_RECIPES)})")
     return dict(QAT_RECIPES[name])
+
+
+def recipe_method(name: str | None) -> str:
+    """The quantization method the named recipe fine-tunes with (None: the episode recipe's,
+    what a search's own short fine-tune uses)."""
+    return qat_recipe(name or "episode")["method"]
 
 
 @dataclass(frozen=True)

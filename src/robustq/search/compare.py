@@ -38,13 +38,14 @@ class CompareConfig(JsonConfig):
     are images; ``test_n`` noise samples per test image; ``fp_run``: a finished certification
     of the checkpoint with the same images and settings, reused as the FP32 row;
     ``final_recipe``: how policies are fine-tuned (``search.final``: None, the episode recipe
-    on ``finetune_images``; ``deploy``, issue 17's QAT recipe); ``quant_kernels``: the fake
+    on ``finetune_images``; ``deploy``, issue 17's QAT recipe) with ``method`` (None: the
+    recipe's own, ``quant.workflow.recipe_method``); ``quant_kernels``: the fake
     quantizers' kernels in those fine-tunes (``quant.kernels``)."""
 
     checkpoint: str
     candidates: tuple[str, ...] = ()
     data: str = "embedded"
-    method: str = "lsq"
+    method: str | None = None
     finetune_images: int = 2000
     holdout_images: int = 500
     test_images: int = 500

@@ -15,7 +15,7 @@ from robustq.models.train import TrainReporter
 from robustq.quant.checkpoint import load_model
 from robustq.quant.kernels import quant_kernels
 from robustq.quant.policy import Policy
-from robustq.quant.workflow import QAT_RECIPES, QuantizeJob, run_quantize
+from robustq.quant.workflow import QAT_RECIPES, QuantizeJob, recipe_method, run_quantize
 from robustq.search.evaluate import build_quantized
 from robustq.utils.errors import RobustqError
 from robustq.utils.progress import Phase
@@ -54,15 +54,17 @@ class PhaseReporter(TrainReporter):
 def final_model(search: Any, policy: Policy, qat_dir: Path, recipe: str | None,
                 phase: Phase | None = None) -> nn.Module:
     """``policy`` quantized from ``search``'s FP model (method, data, sigma, seed and device
-    of ``search``, a ``search.Search``) and fine-tuned by ``recipe`` on the fake-quantizer
+    of ``search``, a ``search.Search``; no method: the recipe's own, ``recipe_method``: the
+    episodes' lsq, deploy's lsq_mse) and fine-tuned by ``recipe`` on the fake-quantizer
     kernels of ``search.cfg.quant_kernels``. A named recipe runs in
     ``qat_dir`` (its policy file beside it): a finished run there is read back, a killed one
     resumed, one of another policy refused."""
     check_final_recipe(recipe)
     c = search.cfg
+    method = c.method or recipe_method(recipe)
     if recipe is None:
         with quant_kernels(c.quant_kernels):
-            return build_quantized(search.fp, policy, c.method, search.ft_ds, search.sigma,
+            return build_quantized(search.fp, policy, method, search.ft_ds, search.sigma,
                                    c.finetune_lr, c.seed)
     done = saved_model(qat_dir / "model.safetensors", policy)
     if done is not None:
@@ -70,7 +72,7 @@ def final_model(search: Any, policy: Policy, qat_dir: Path, recipe: str | None,
     policy_file = qat_dir.with_name(qat_dir.name + ".policy.json")
     policy.save(policy_file)
     job = QuantizeJob.from_recipe(recipe, checkpoint=c.checkpoint, data=c.data,
-                                  policy=str(policy_file), method=c.method, sigma=search.sigma,
+                                  policy=str(policy_file), method=method, sigma=search.sigma,
                                   seed=c.seed, device=search.device.type,
                                   quant_kernels=c.quant_kernels)
     resume = (qat_dir / "run.json").is_file()

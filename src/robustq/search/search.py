@@ -47,7 +47,7 @@ from robustq.quant.finetune import calibration_batches
 from robustq.quant.inference import freeze_quantized
 from robustq.quant.kernels import check_kernels
 from robustq.quant.policy import Policy
-from robustq.quant.workflow import qat_recipe
+from robustq.quant.workflow import qat_recipe, recipe_method
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable
 from robustq.search.evaluate import (
@@ -101,7 +101,10 @@ class SearchConfig:
     buffer and the best-so-far start from the obvious baseline instead of a random policy.
     ``final_recipe``: how ``finish`` fine-tunes the best policy: None, the episodes' own short
     fine-tune; a ``quant.workflow.QAT_RECIPES`` name (``deploy``), that QAT run in
-    ``final_model/`` (``search.final``; resumable per epoch); ``quant_kernels``: the fake
+    ``final_model/`` (``search.final``; resumable per epoch); ``method``: the quantization
+    method of the episodes' fine-tune and of the final model (None: each one's recipe's own,
+    ``quant.workflow.recipe_method``: lsq for the episodes, lsq_mse for ``deploy``);
+    ``quant_kernels``: the fake
     quantizers' kernels in that fine-tune (``quant.kernels``: "eager" or "compiled", the same
     forward pass; the episodes keep eager). ``explore_sigma`` and
     ``explore_decay``: the DDPG agent's exploration, a truncated normal of sigma
@@ -115,7 +118,7 @@ class SearchConfig:
     budgets: tuple[float, ...] = ()
     episodes: int = 40
     warmup: int = 20
-    method: str = "lsq"
+    method: str | None = None
     sigma: float | None = None
     finetune_images: int = 2000
     finetune_lr: float = 1e-3
@@ -495,8 +498,9 @@ def _episode_reward(work: tuple[Search, RewardContext], unit: tuple[int, dict]
     else:
         search._label(f"episode {ep + 1}/{search.episodes_total}: fine-tuning on "
                       f"{len(search.ft_ds)} images")
-        q = build_quantized(search.fp, Policy.from_json(policy_json), c.method, search.ft_ds,
-                            search.sigma, c.finetune_lr, c.seed + ep)
+        q = build_quantized(search.fp, Policy.from_json(policy_json),
+                            c.method or recipe_method(None), search.ft_ds, search.sigma,
+                            c.finetune_lr, c.seed + ep)
     t1 = time.perf_counter()
     ep_dir = search.out / "episodes" / f"{ep:04d}"
     shutil.rmtree(ep_dir, ignore_errors=True)   # a killed attempt's partial files
