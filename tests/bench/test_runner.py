@@ -176,3 +176,9 @@ def test_the_224_pixel_path_runs_end_to_end(tmp_path):
     fp, q = summarize_run(tmp_path / "grid")["models"]
     assert len(fp["systematic_accuracy"]) == len(q["systematic_accuracy"]) == 14
     assert set(fp["corruption_accuracy"]) == {"gaussian_noise", "fog"}
+
+
+def test_the_grid_takes_every_quantization_method_of_issue_20(setup):
+    cfg = config(setup, methods=("lsq_mse", "dorefa", "pact"), bits=(2, 4))
+    assert cfg.model_keys()[:3] == ["fp", "lsq_mse_w2a2", "lsq_mse_w4a4"]
+    assert len(cfg.model_keys()) == 7
