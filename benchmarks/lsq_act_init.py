@@ -27,19 +27,18 @@ INITS = ("mean", "mse", "mse-fixed", "mse-act")
 
 
 def patch(init: str) -> None:
-    paper = Q.LSQQuantizer.init_step
+    """Every LSQ step starts at the MSE step for "mse" and "mse-fixed" (the latter's activation
+    steps then stay fixed); "mean" is the paper's init and "mse-act" the lsq_mse method itself
+    (main), so neither patches anything."""
+    if init not in ("mse", "mse-fixed"):
+        return
 
     def init_step(self: Q.LSQQuantizer, x: torch.Tensor) -> None:
-        activation = not bool(self.signed)
-        if init in ("mse", "mse-fixed"):
-            self.set_step(mse_step(x, *self.q_range()))
-            if init == "mse-fixed" and activation:
-                self.step.requires_grad_(False)
-        else:
-            paper(self, x)
+        self.set_step(mse_step(x, *self.q_range()))
+        if init == "mse-fixed" and not bool(self.signed):
+            self.step.requires_grad_(False)
 
-    if init in ("mse", "mse-fixed"):        # mse-act is the lsq_mse method itself (main)
-        Q.LSQQuantizer.init_step = init_step
+    Q.LSQQuantizer.init_step = init_step
 
 
 def main() -> None:
