@@ -149,6 +149,8 @@ def test_uniform_over_budget_takes_the_widest_uniform_width_that_fits(fp, tmp_pa
 
 
 def test_bad_settings(fp, tmp_path):
+    with pytest.raises(RobustqError, match="unknown quantization method 'xnor'"):
+        config(fp, method="xnor")
     with pytest.raises(RobustqError, match="cannot be met"):
         Search(config(fp, budget=0.1), tmp_path / "x")
     with pytest.raises(RobustqError, match="unknown strategy"):
