@@ -14,6 +14,7 @@ from robustq.quant.quantizers import (
     PACTActivation,
     PerChannelLSQ,
     SharedLSQ,
+    check_method,
     get_quantizers,
     list_methods,
 )
@@ -152,6 +153,13 @@ def test_fp_bits_is_identity_and_registry():
                                    "lsq_shared"}
     with pytest.raises(RobustqError, match="unknown quantization method 'xnor'; choose one of"):
         get_quantizers("xnor")
+
+
+def test_check_method_accepts_known_and_none_names_the_known_on_error():
+    for m in [*list_methods(), None]:
+        check_method(m)
+    with pytest.raises(RobustqError, match="choose one of: dorefa, lsq,"):
+        check_method("LSQ")
 
 
 @settings(max_examples=20, deadline=None)

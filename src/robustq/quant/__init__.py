@@ -6,7 +6,7 @@ from robustq.quant.cost import ModelCost, model_cost
 from robustq.quant.layers import QuantConv2d, QuantLinear, quantizable_layers
 from robustq.quant.policy import FP, LayerBits, Policy, uniform_policy
 from robustq.quant.quantize import calibrate, get_policy, quantize, set_policy
-from robustq.quant.quantizers import get_quantizers, list_methods
+from robustq.quant.quantizers import check_method, get_quantizers, list_methods
 
 __all__ = [
     "FP",
@@ -18,6 +18,7 @@ __all__ = [
     "QuantLinear",
     "calibrate",
     "get_policy",
+    "check_method",
     "get_quantizers",
     "list_methods",
     "load",

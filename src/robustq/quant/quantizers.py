@@ -516,10 +516,15 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def get_quantizers(method: str) -> tuple[Quantizer, Quantizer]:
-    """A fresh (weight, activation) quantizer pair for ``method``."""
-    if method not in _METHODS:
+def check_method(method: str | None) -> None:
+    """Raise ``RobustqError`` naming the known methods unless ``method`` is one (or None)."""
+    if method is not None and method not in _METHODS:
         raise RobustqError(f"unknown quantization method {method!r}; choose one of: "
                            f"{', '.join(list_methods())}")
+
+
+def get_quantizers(method: str) -> tuple[Quantizer, Quantizer]:
+    """A fresh (weight, activation) quantizer pair for ``method``."""
+    check_method(method)
     w, a = _METHODS[method]
     return w(), a()

@@ -34,7 +34,7 @@ from robustq.quant.defensive import lipschitz_penalty
 from robustq.quant.finetune import quantize_and_finetune
 from robustq.quant.kernels import check_kernels, quant_kernels
 from robustq.quant.policy import Policy, uniform_policy
-from robustq.quant.quantizers import get_quantizers
+from robustq.quant.quantizers import check_method
 from robustq.utils.config import JsonConfig
 from robustq.utils.device import resolve_device
 from robustq.utils.errors import RobustqError
@@ -243,7 +243,7 @@ class QuantizeJob(JsonConfig):
             qat_recipe(self.recipe)
         if (self.policy is None) == (self.bits is None):
             raise RobustqError("give exactly one of --policy FILE or --bits W/A")
-        get_quantizers(self.method)                     # names the valid methods
+        check_method(self.method)
         checks = [(self.epochs >= 0, f"--epochs must be >= 0, got {self.epochs}"),
                   (self.act_bound is None or self.act_bound > 0,
                    f"--act-bound must be > 0, got {self.act_bound}"),

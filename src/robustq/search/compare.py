@@ -21,7 +21,7 @@ from robustq.certify.run import pairwise_differences
 from robustq.quant.checkpoint import load_model, save_quantized
 from robustq.quant.kernels import check_kernels
 from robustq.quant.policy import Policy
-from robustq.quant.quantizers import get_quantizers
+from robustq.quant.quantizers import check_method
 from robustq.search.final import check_final_recipe, final_model, saved_model
 from robustq.search.search import Search, SearchConfig, evaluate_on_test, search_origin
 from robustq.utils.config import JsonConfig
@@ -58,8 +58,7 @@ class CompareConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         check_final_recipe(self.final_recipe)
-        if self.method is not None:
-            get_quantizers(self.method)                   # names the known methods
+        check_method(self.method)
         check_kernels(self.quant_kernels, "--quant-kernels")
         check_int(self.test_images, "--test-images", 2)
         check_int(self.test_n, "--test-n", 1)

@@ -47,7 +47,7 @@ from robustq.quant.finetune import calibration_batches
 from robustq.quant.inference import freeze_quantized
 from robustq.quant.kernels import check_kernels
 from robustq.quant.policy import Policy
-from robustq.quant.quantizers import get_quantizers
+from robustq.quant.quantizers import check_method
 from robustq.quant.workflow import qat_recipe, recipe_method
 from robustq.search.ddpg import DDPGAgent, DDPGConfig
 from robustq.search.env import BitOpsBudget, LayerTable
@@ -149,8 +149,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         STRATEGY_REGISTRY.get(self.strategy)              # names the known strategies
-        if self.method is not None:
-            get_quantizers(self.method)                   # names the known methods
+        check_method(self.method)
         if self.episodes < 1 or self.warmup < 0:
             raise RobustqError("episodes must be >= 1 and warm-up >= 0")
         if not 2 <= self.b_min <= self.b_max <= 8:
