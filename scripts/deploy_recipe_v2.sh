@@ -11,7 +11,8 @@
 # that later sessions resume and pair with them; THREADS (default 1). SKIP/MAX (default 20/500, the
 # protocol) certify a subset: SKIP=100 MAX=100 takes every 5th protocol image, with the same seeds
 # (an image's noise seed depends on its index only), so it still pairs with the 500-image FP run.
-# POLICY: a policy file instead of uniform W/A everywhere (W and A then only name the run).
+# POLICY: a policy file instead of uniform W/A everywhere (W and A then only name the run). ZOO: the
+# FP checkpoint (default the sigma-0.25 zoo v2); the recipe trains and certifies at its sigma.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; w=$2; a=$3; method=${4:-lsq}; shift $(( $# < 4 ? $# : 4 ))
@@ -32,7 +33,7 @@ uniform_policy(get_model('resnet20'), int(sys.argv[2]), int(sys.argv[3]), None,
 resume=""; [ -f "$out/train_state.safetensors" ] && resume="--resume"
 kept=$MODEL_ROOT/$name
 [ -f "$kept/model.safetensors" ] || [ -f "$out/model.safetensors" ] || \
-  robustq quantize zoo/resnet20_cifar10_sigma0.25_v2.safetensors \
+  robustq quantize "${ZOO:-zoo/resnet20_cifar10_sigma0.25_v2.safetensors}" \
   --data "$DATA" --policy "$policy" --method "$method" --recipe deploy --seed 0 --threads "$THREADS" \
   --out "$out" $resume "$@"    # deploy: --epochs 3 --lr 0.01 --distill 0.5 --distill-temperature 2
 if [ ! -f "$kept/model.safetensors" ]; then

@@ -6,7 +6,8 @@
 # Usage: scripts/headline_v2.sh NAME STRATEGY EPISODES [REWARD]
 #   e.g. scripts/headline_v2.sh haq60best_v2_kd_e6 haq 60
 #        BUDGET=1.0 scripts/headline_v2.sh arq60best_b1.0_v2_kd_e6 arq 60
-# CERT (default 100) and WARMUP (default 10) go to the search; BUDGET, SEED, FLAGS, TAG as there.
+# CERT (default 100) and WARMUP (default 10) go to the search; BUDGET, SEED, FLAGS, TAG, ZOO as there
+# (another ZOO needs its own SHARED, OUT_ROOT and TAG: TAG names the kept search record).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; strategy=$2; episodes=$3; reward=${4:-}

@@ -8,7 +8,8 @@
 # images certified per episode, default 500; other counts get their own FP cache), WARMUP
 # (default EPISODES / 6; NSGA-II's population), SEED (0; another seed also draws other held-out
 # images, so it gets its own FP cache), FLAGS (more search flags, e.g.
-# "--explore-decay 0.95 --seed-uniform") with TAG (their suffix on the output directory).
+# "--explore-decay 0.95 --seed-uniform") with TAG (their suffix on the output directory), ZOO (the FP
+# checkpoint, default the sigma-0.25 zoo v2: another one needs its own OUT_ROOT, for its FP cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.zip}
@@ -26,7 +27,7 @@ warmup=${WARMUP:-$(( episodes / 6 > 0 ? episodes / 6 : 1 ))}
 tag=""; [ "$CERT" = 500 ] || tag="_c$CERT"
 [ "$SEED" = 0 ] || tag="${tag}_s$SEED"
 out=$OUT_ROOT/${strategy}${reward:+_$reward}_b${BUDGET}_e${episodes}$tag$TAG
-robustq search zoo/resnet20_cifar10_sigma0.25_v2.safetensors --data "$DATA" \
+robustq search "${ZOO:-zoo/resnet20_cifar10_sigma0.25_v2.safetensors}" --data "$DATA" \
   --strategy "$strategy" ${reward:+--reward "$reward"} --budget "$BUDGET" \
   --episodes "$episodes" --warmup "$warmup" --holdout-images 500 --cert-images "$CERT" --n 2000 \
   --n-p 100 --shared "$SHARED" --reward-engine onnx --fp-cache "$OUT_ROOT/fp_cache_v2_h500$tag" \
