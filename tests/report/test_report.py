@@ -70,6 +70,8 @@ def test_demo_report_has_every_section(demo):
     assert set(rec["steps"]) == {"certify_fp", "search_arq", "search_uniform", "certify_irs",
                                  "bench", "report"}
     assert rec["provenance"]["git_commit"]
+    simd = rec["provenance"]["machine"]["cpu_capability"]
+    assert f", {simd}</td>" in page                  # the provenance table names the SIMD level
 
 
 def test_every_certification_number_comes_from_its_source_file(demo):

@@ -22,6 +22,8 @@ def test_provenance_records_what_a_run_needs():
     assert p["seed"] == 7 and p["config"] == {"x": 1}
     assert {"torch", "numpy", "python", "robustq"} <= set(p["versions"])
     assert p["git_commit"] and p["time"]
+    assert p["machine"]["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "VSX"}
+    assert p["machine"]["cpu_model"]
 
 
 # ------------------------------------------------------------------------------ reliability

@@ -294,10 +294,15 @@ class _Report:
             m = p.get("machine", {})
             rows.append([r.name, r.kind, p.get("command"), p.get("seed"), p.get("git_commit"),
                          ", ".join(f"{k} {x}" for k, x in v.items()),
-                         f"{m.get('processor', '')} x{m.get('cpu_count', '')}, "
-                         f"{m.get('torch_threads', '')} threads", p.get("time")])
+                         _machine_cell(m), p.get("time")])
         return table(["run", "kind", "command", "seed", "commit", "versions", "machine",
                       "time (UTC)"], rows, "as each run recorded it")
+
+
+def _machine_cell(m: dict) -> str:
+    """A run's machine in one cell: processor x cores, threads and, where recorded, the SIMD level."""
+    cell = f"{m.get('processor', '')} x{m.get('cpu_count', '')}, {m.get('torch_threads', '')} threads"
+    return cell + (f", {m['cpu_capability']}" if m.get("cpu_capability") else "")
 
 
 REWARDS = ("Rewards: ARQ's is 10 x (ACR of the quantized model - ACR of FP32), both certified "

@@ -39,6 +39,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(seed: int | None = None, config: Any = None) -> dict[str, Any]:
     """A JSON-ready record of how a result was produced."""
     import torch
@@ -54,6 +66,10 @@ def provenance(seed: int | None = None, config: Any = None) -> dict[str, Any]:
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "cpu_model": cpu_model(),
+            # the SIMD level torch's CPU kernels dispatch to (AVX512 or AVX2 here): timings
+            # of the same command differ about 3x between the two, so a record must say which
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
