@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from robustq.bench.findings import check_findings, pool_results
+from robustq.bench.paired import WORST, paired_run
 from robustq.bench.tables import collect_results
 
 
@@ -68,8 +69,27 @@ def print_run(run: Path) -> None:
                                                      for a in attacks) + " |")
     print("\nFindings:\n")
     print_findings(res["findings"])
+    print_paired(run)
     print("\nThroughput (images/s):", json.dumps(res["throughput_images_per_s"]))
     print("Seconds per family (summed unit times):", json.dumps(res["seconds_per_family"]))
+
+
+def print_paired(run: Path, scores: tuple[str, ...] = ("natural", "systematic", "pgd-linf-2/255",
+                                                        "pgd-l2-0.25", "autoattack-linf-2/255",
+                                                        WORST)) -> None:
+    """Finding 1 image by image: each quantized model minus FP, points with paired 95% t
+    intervals (``bench.paired``), for the scores every model of the run has so far."""
+    rows = paired_run(run)
+    have = [s for s in scores if any(r["score"] == s for r in rows)]
+    if not have:
+        return
+    cell = {(r["model"], r["score"]): r for r in rows}
+    print("\nQuantized minus FP, same images (points; paired 95% t; robust accuracy, not AR):\n")
+    print("| model | " + " | ".join(have) + " |\n" + "| --- " * (len(have) + 1) + "|")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        print(f"| {model} | " + " | ".join(
+            f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]"
+            if (c := cell.get((model, s))) else "-" for s in have) + " |")
 
 
 if __name__ == "__main__":

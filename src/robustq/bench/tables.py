@@ -26,21 +26,22 @@ CSV_COLUMNS = ["model", "method", "bits", "clean_accuracy", "wcar", "wcar_gradie
                "mce", "mnr", "acc_s", "acc_s_std"]
 
 
-def _load(out: Path, model: str, family: str, name: str) -> np.ndarray | None:
+def load_cell(out: Path, model: str, family: str, name: str) -> np.ndarray | None:
+    """The stored per-image correctness of one unit of run ``out`` (None when not run yet)."""
     path = out / "cells" / model / family / f"{unit_name(name)}.npy"
     return np.load(path, allow_pickle=False) if path.is_file() else None
 
 
 def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
                   bits: int) -> dict[str, Any] | None:
-    clean = _load(out, key, "clean", "clean")
+    clean = load_cell(out, key, "clean", "clean")
     if clean is None:
         return None
     rec: dict[str, Any] = {"model": key, "method": method, "bits": bits,
                            "clean_accuracy": float(clean.mean())}
     if "adversarial" in cfg.families:
         pos = cfg.attack_positions()
-        grad = {a.label: _load(out, key, "adversarial", a.label) for a in cfg.attacks()}
+        grad = {a.label: load_cell(out, key, "adversarial", a.label) for a in cfg.attacks()}
         grad = {k: v for k, v in grad.items() if v is not None}
         rec["ar"] = {k: metrics.adversarial_robustness(clean[pos], v) for k, v in grad.items()}
         rec["wcar_gradient"] = metrics.wcar(clean[pos], grad) if grad else None
@@ -48,7 +49,7 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
         within = np.searchsorted(pos, aa_pos)       # AutoAttack images among the FGSM/PGD ones
         for e in cfg.autoattack_eps if len(aa_pos) else ():
             label = f"autoattack-linf-{e * 255:g}/255"
-            aa = _load(out, key, "adversarial", label)
+            aa = load_cell(out, key, "adversarial", label)
             if aa is None:
                 continue
             rec["ar"][label] = metrics.adversarial_robustness(clean[aa_pos], aa)
@@ -61,7 +62,7 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
             rec["masking"] = bool(d.get("square_extra", 0) > 0)
     if "natural" in cfg.families:
         acc = {c: [float(u.mean()) for s in cfg.severities
-                   if (u := _load(out, key, "natural", f"{c}-s{s}")) is not None]
+                   if (u := load_cell(out, key, "natural", f"{c}-s{s}")) is not None]
                for c in cfg.corruptions}
         rec["corruption_accuracy"] = {c: v for c, v in acc.items() if len(v) == len(cfg.severities)}
         if rec["corruption_accuracy"]:
@@ -69,7 +70,7 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
             rec["corruption_ranking"] = metrics.corruption_ranking(rec["corruption_accuracy"])
     if "systematic" in cfg.families:
         sys_acc = {v: float(u.mean()) for v in VARIANTS
-                   if (u := _load(out, key, "systematic", v)) is not None}
+                   if (u := load_cell(out, key, "systematic", v)) is not None}
         rec["systematic_accuracy"] = sys_acc
         if sys_acc:
             rec["acc_s"], rec["acc_s_std"] = metrics.systematic(sys_acc)
