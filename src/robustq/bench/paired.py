@@ -54,10 +54,7 @@ def per_image_scores(out: str | Path, cfg: BenchConfig, key: str) -> dict[str, n
         if family in cfg.families and value is not None:
             scores[family] = value
     if "adversarial" in cfg.families:
-        labels = [a.label for a in cfg.attacks()]
-        labels += [f"autoattack-linf-{e * 255:g}/255" for e in cfg.autoattack_eps
-                   if cfg.autoattack_images]
-        for label in labels:
+        for label in [a.label for a in cfg.attacks()] + cfg.autoattack_labels():
             if (cell := load_cell(out, key, "adversarial", label)) is not None:
                 scores[label] = np.asarray(cell, float)
         gradient = [scores.get(a.label) for a in cfg.attacks()]

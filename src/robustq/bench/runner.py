@@ -106,6 +106,11 @@ class BenchConfig:
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
 
+    def autoattack_labels(self) -> list[str]:
+        """The AutoAttack units' labels (``autoattack-linf-2/255``); none without its images."""
+        return [f"autoattack-linf-{e * 255:g}/255" for e in self.autoattack_eps
+                if self.autoattack_images]
+
     def models(self) -> list[tuple[str, str, int]]:
         """(key, method, bits) of every model in the grid, the FP model first."""
         return [("fp", "fp", 32)] + [(f"{m}_w{b}a{b}", m, b) for m in self.methods
