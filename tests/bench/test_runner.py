@@ -182,3 +182,65 @@ def test_the_grid_takes_every_quantization_method_of_issue_20(setup):
     cfg = config(setup, methods=("lsq_mse", "dorefa", "pact"), bits=(2, 4))
     assert cfg.model_keys()[:3] == ["fp", "lsq_mse_w2a2", "lsq_mse_w4a4"]
     assert len(cfg.model_keys()) == 7
+
+
+def test_a_killed_autoattack_unit_resumes_at_its_first_missing_chunk(setup, tmp_path, monkeypatch):
+    from robustq.bench import runner as runner_module
+
+    cfg = config(setup, families=("adversarial",), autoattack_images=3,
+                 autoattack_chunk=2)                      # 3 images: chunks of 2 and 1
+    BenchRun(cfg, tmp_path / "whole").run()
+    label = "autoattack-linf-8/255"
+    whole = BenchRun(cfg, tmp_path / "whole")
+    assert not whole.parts_dir("fp", label).exists()          # parts go once the cell is written
+
+    calls, real = [], runner_module.attack_correct
+    kill = {"armed": True}
+
+    class Kill(Exception):
+        pass
+
+    def kill_at_second_chunk(model, attack, x, y, batch_size):
+        if attack.label.startswith("autoattack"):
+            calls.append(len(x))
+            if len(calls) == 2 and kill["armed"]:
+                raise Kill
+        return real(model, attack, x, y, batch_size)
+
+    monkeypatch.setattr(runner_module, "attack_correct", kill_at_second_chunk)
+    with pytest.raises(Kill):
+        BenchRun(cfg, tmp_path / "killed").run()
+    killed = BenchRun(cfg, tmp_path / "killed")
+    parts = killed.parts_dir("fp", label)
+    assert sorted(p.name for p in parts.iterdir()) == ["0.json", "0.npy"]
+    assert not killed.unit_path(killed.unit("fp", label)).exists()
+    calls.clear()
+    kill["armed"] = False
+    killed.run()
+    assert calls == [1, 2, 1]       # fp's last chunk, then the quantized model's two
+    for key in ("fp", "minmax_w4a4"):
+        a, b = (np.load(r.unit_path(r.unit(key, label))) for r in (whole, killed))
+        np.testing.assert_array_equal(a, b)
+        details = json.loads(killed.unit_path(killed.unit(key, label)).with_suffix(".json")
+                             .read_text())
+        assert details["clean_correct"] <= 3 and "seconds" not in details
+    assert not parts.exists()
+    # the resumed unit's log line counts the compute of the chunk made before the kill too
+    seconds = [json.loads(ln)["seconds"] for ln in
+               (tmp_path / "killed" / "units.jsonl").read_text().splitlines()
+               if json.loads(ln)["unit"] == label]
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_a_run_recorded_before_autoattack_chunks_resumes_with_its_own_chunk_size(setup, tmp_path):
+    # such a run made one AutoAttack call per batch_size images, i.e. chunks of batch_size
+    cfg = config(setup, families=("natural",), corruptions=("fog",), severities=(1,))
+    BenchRun(cfg, tmp_path / "old")
+    record = json.loads((tmp_path / "old" / "bench.json").read_text())
+    del record["config"]["autoattack_chunk"]
+    (tmp_path / "old" / "bench.json").write_text(json.dumps(record))
+    assert BenchConfig.from_json(record["config"]).autoattack_chunk == cfg.batch_size
+    BenchRun(config(setup, families=("natural",), corruptions=("fog",), severities=(1,),
+                    autoattack_chunk=cfg.batch_size), tmp_path / "old")
+    with pytest.raises(RobustqError, match="autoattack_chunk"):
+        BenchRun(cfg, tmp_path / "old")

@@ -2,15 +2,17 @@
 
 Every unit of work (one attack, one corruption at one severity, one systematic variant, on one
 model) stores its per-image correctness under ``out/cells/<model>/<family>/<unit>.npy``,
-written atomically; a killed benchmark resumes at the first missing unit. Corrupted image sets
-are generated once per (corruption, severity) with a fixed seed per image and cached under
-``out/corrupted``. Tables are computed from the stored units (``robustq.bench.tables``).
+written atomically; a killed benchmark resumes at the first missing unit (an AutoAttack unit
+at its first missing chunk of images, kept under ``<unit>.parts/`` until the cell is written).
+Corrupted image sets are generated once per (corruption, severity) with a fixed seed per image
+and cached under ``out/corrupted``. Tables are computed from the stored units (``robustq.bench.tables``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -65,6 +67,7 @@ class BenchConfig:
     l2_eps: tuple[float, ...] = (0.125, 0.25, 0.5)
     autoattack_eps: tuple[float, ...] = (2 / 255,)       # l_inf
     autoattack_images: int = 100
+    autoattack_chunk: int = 20       # images per AutoAttack call and checkpoint
     attack_images: int | None = None
     corruptions: tuple[str, ...] = tuple(BENCHMARK)
     severities: tuple[int, ...] = SEVERITIES
@@ -102,6 +105,7 @@ class BenchConfig:
         check_int(self.finetune_epochs, "finetune_epochs", 1)
         check_int(self.finetune_images, "finetune_images", 1)
         check_int(self.batch_size, "batch_size", 1)
+        check_int(self.autoattack_chunk, "autoattack_chunk", 1)
         check_int(self.resize_size, "resize_size", 1)
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise RobustqError(f"finetune_lr must be finite and > 0, got {self.finetune_lr}")
@@ -142,7 +146,16 @@ class BenchConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BenchConfig:
-        return from_dict(cls, d, "bench")
+        return from_dict(cls, legacy_config(d), "bench")
+
+
+def legacy_config(d: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config with the settings robustq added since filled in as the run that
+    recorded it behaved: before ``autoattack_chunk``, AutoAttack ran in calls of ``batch_size``
+    images, which is that chunk size (so an older run resumes with the same results)."""
+    if "autoattack_chunk" in d:
+        return d
+    return {**d, "autoattack_chunk": d.get("batch_size", BenchConfig.batch_size)}
 
 
 def corruption_profile(image_shape: tuple[int, ...]) -> str:
@@ -207,7 +220,7 @@ class BenchRun:
         self.out.mkdir(parents=True, exist_ok=True)
         claim(self.out / CONFIG_FILE, {"config": cfg.to_json(),
                                        "provenance": provenance(cfg.seed, cfg.to_json())},
-              what="benchmark")
+              what="benchmark", identity={"config": legacy_config})
 
     # ----- models
     def model_dir(self, key: str) -> Path:
@@ -253,7 +266,7 @@ class BenchRun:
             for e in cfg.autoattack_eps if n else ():
                 a = get_attack("autoattack", "linf", e, seed=cfg.seed)
                 yield Unit(key, "adversarial", a.label,
-                           lambda a=a: self._autoattack(model(), a), n)
+                           lambda a=a: self._autoattack(key, model, a), n)
         if "natural" in cfg.families:
             for c in cfg.corruptions:
                 for s in cfg.severities:
@@ -269,11 +282,35 @@ class BenchRun:
     def _predict_correct(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return (predict_batches(model, x, self.cfg.batch_size) == self.y).numpy()
 
-    def _autoattack(self, model: nn.Module, attack: Attack) -> tuple[np.ndarray, dict]:
-        """Per-image correctness and the cascade's details (written beside the cell)."""
+    def _autoattack(self, key: str, model: Callable[[], nn.Module],
+                    attack: Attack) -> tuple[np.ndarray, dict]:
+        """Per-image correctness and the cascade's details (written beside the cell), summed
+        over chunks of ``cfg.autoattack_chunk`` images, one attack call each. Each chunk is
+        stored under the unit's ``.parts`` directory as it finishes, so a killed unit resumes
+        at its first missing chunk (an AutoAttack unit is up to an hour of CPU) with the
+        results of an unkilled run. ``details["seconds"]`` is the compute time of every
+        chunk, resumed ones included (``_run_unit`` moves it to the unit's log line)."""
         pos = self.cfg.autoattack_positions()
-        correct = attack_correct(model, attack, self.x[pos], self.y[pos], self.cfg.batch_size)
-        return correct.numpy(), attack.details
+        parts = self.parts_dir(key, attack.label)
+        correct, details = [], {}
+        size = self.cfg.autoattack_chunk
+        for k, start in enumerate(range(0, len(pos), size)):
+            done, info = parts / f"{k}.npy", parts / f"{k}.json"
+            if not done.is_file():
+                chunk, t0 = pos[start:start + size], time.perf_counter()
+                ok = attack_correct(model(), attack, self.x[chunk], self.y[chunk], size)
+                atomic_write_json(info, attack.details | {
+                    "seconds": round(time.perf_counter() - t0, 3)})
+                atomic_write_npy(done, ok.numpy())    # written last: it marks the chunk done
+            correct.append(np.load(done, allow_pickle=False))
+            for name, v in json.loads(info.read_text()).items():
+                details[name] = details.get(name, 0) + v
+        return np.concatenate(correct), details
+
+    def parts_dir(self, key: str, label: str) -> Path:
+        """Where the finished chunks of model ``key``'s AutoAttack unit ``label`` are kept
+        until its cell is written."""
+        return self.out / "cells" / key / "adversarial" / f"{unit_name(label)}.parts"
 
     def _corrupted(self, name: str, severity: int) -> torch.Tensor:
         path = corrupted_path(self.out, self.profile, name, severity)
@@ -341,6 +378,7 @@ class BenchRun:
                     atomic_write_json(self.unit_path(u).parent / f"{unit_name(u.name)}.json",
                                       details)
                 atomic_write_npy(self.unit_path(u), correct)
+                shutil.rmtree(self.parts_dir(u.model, u.name), ignore_errors=True)
                 self._log(u, dt, correct)
                 spent, work_done = spent + dt, work_done + u.images * _cost(u)
                 work_left -= u.images * _cost(u)
@@ -395,7 +433,9 @@ def _run_unit(bench: BenchRun, which: tuple[str, str]) -> tuple[np.ndarray, dict
     t0 = time.perf_counter()
     out = unit.run()
     correct, details = out if isinstance(out, tuple) else (out, None)
-    return np.asarray(correct, bool), details, time.perf_counter() - t0
+    # AutoAttack's compute time over its chunks, resumed ones included; kept out of its details
+    seconds = (details or {}).pop("seconds", time.perf_counter() - t0)
+    return np.asarray(correct, bool), details, seconds
 
 
 _ORDER = ("clean", "systematic", "natural", "adversarial", "autoattack")

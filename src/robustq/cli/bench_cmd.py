@@ -40,6 +40,9 @@ def bench_cmd(
                                                       "(default: all)")] = None,
     autoattack_images: Annotated[int, typer.Option(help="AutoAttack on this many of the "
                                                    "attacked images")] = 100,
+    autoattack_chunk: Annotated[int, typer.Option(help="AutoAttack images per call and "
+                                                  "checkpoint (a kill loses at most one)")]
+    = BenchConfig.autoattack_chunk,
     linf_eps: Annotated[str, typer.Option(help="FGSM/PGD l_inf budgets")] = "0.5/255,2/255,8/255",
     l2_eps: Annotated[str, typer.Option(help="FGSM/PGD l_2 budgets")] = "0.125,0.25,0.5",
     autoattack_eps: Annotated[str, typer.Option(help="AutoAttack l_inf budgets")] = "2/255",
@@ -63,6 +66,7 @@ def bench_cmd(
                       families=parse_names(families, "--families"), images=images,
                       attack_images=attack_images,
                       autoattack_images=min(autoattack_images, attack_images or images, images),
+                      autoattack_chunk=autoattack_chunk,
                       linf_eps=parse_numbers(linf_eps, "--linf-eps"),
                       l2_eps=parse_numbers(l2_eps, "--l2-eps"),
                       autoattack_eps=parse_numbers(autoattack_eps, "--autoattack-eps"),
