@@ -47,7 +47,7 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
         rec["wcar_gradient"] = metrics.wcar(clean[pos], grad) if grad else None
         aa_pos = cfg.autoattack_positions()
         within = np.searchsorted(pos, aa_pos)       # AutoAttack images among the FGSM/PGD ones
-        for label in cfg.autoattack_labels() if len(aa_pos) else ():
+        for label in cfg.autoattack_labels():          # none without AutoAttack images
             aa = load_cell(out, key, "adversarial", label)
             if aa is None:
                 continue
