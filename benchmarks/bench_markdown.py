@@ -16,6 +16,8 @@ from robustq.bench.findings import check_findings, pool_results
 from robustq.bench.paired import WORST, paired_run
 from robustq.bench.tables import collect_results
 
+MASKING = {True: "yes", False: "no", None: "-"}
+
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
@@ -52,12 +54,13 @@ def print_run(run: Path) -> None:
                      key=lambda a: (a.startswith("autoattack"), a.split("-")[1], a))
     print(f"{res['units_done']} of {res['units_planned']} units; {res['images']} images, "
           f"attacks on {res['attack_images']}, AutoAttack on {res['autoattack_images']}\n")
+    # masking: whether Square broke points every white-box stage left ("-": AutoAttack not run)
     print("| model | clean | WCAR | WCAR (FGSM/PGD) | masking | mCE | mNR | ACC_s (std) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for m in models:
         std = m.get("acc_s_std")
         print(f"| {m['model']} | {pct(m['clean_accuracy'])} | {pct(m.get('wcar'))} | "
-              f"{pct(m.get('wcar_gradient'))} | {'yes' if m.get('masking') else '-'} | "
+              f"{pct(m.get('wcar_gradient'))} | {MASKING[m.get('masking')]} | "
               f"{pct(m.get('mce'))} | {pct(m.get('mnr'))} | {pct(m.get('acc_s'))} "
               f"({pct(std)}) |")
     if attacks:
