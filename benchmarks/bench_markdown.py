@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from robustq.bench.findings import check_findings, pool_results
-from robustq.bench.paired import WORST, paired_run
+from robustq.bench.paired import WORST, on_autoattack_images, paired_run
 from robustq.bench.tables import collect_results
 
 MASKING = {True: "yes", False: "no", None: "-"}
@@ -77,9 +77,11 @@ def print_run(run: Path) -> None:
     print("Seconds per family (summed unit times):", json.dumps(res["seconds_per_family"]))
 
 
-def print_paired(run: Path, scores: tuple[str, ...] = ("natural", "systematic", "pgd-linf-2/255",
-                                                        "pgd-l2-0.25", "autoattack-linf-2/255",
-                                                        WORST)) -> None:
+PAIRED = ("natural", "systematic", "pgd-linf-2/255", "pgd-l2-0.25",
+          on_autoattack_images("pgd-linf-2/255"), "autoattack-linf-2/255", WORST)
+
+
+def print_paired(run: Path, scores: tuple[str, ...] = PAIRED) -> None:
     """Finding 1 image by image: each quantized model minus FP, points with paired 95% t
     intervals (``bench.paired``), for the scores every model of the run has so far."""
     rows = paired_run(run)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from robustq.bench.paired import WORST, paired_against, paired_run, per_image_scores
+from robustq.bench.paired import WORST, on_autoattack_images, paired_against, paired_run, per_image_scores
 from robustq.bench.runner import CONFIG_FILE, BenchConfig, unit_name
 from robustq.bench.systematic import VARIANTS
 from robustq.utils.errors import RobustqError
@@ -42,9 +42,9 @@ def test_the_paired_interval_covers_a_planted_difference_at_its_level():
     assert 0.92 <= covered / 400 <= 0.98
 
 
-def _run(tmp_path, cells: dict[tuple[str, str, str], np.ndarray]) -> BenchConfig:
+def _run(tmp_path, cells: dict[tuple[str, str, str], np.ndarray], aa: int = 0) -> BenchConfig:
     cfg = BenchConfig(checkpoint="m.safetensors", data="embedded", methods=("lsq",), bits=(4,),
-                      images=4, attack_images=4, autoattack_images=0,
+                      images=4, attack_images=4, autoattack_images=aa, autoattack_eps=(2 / 255,),
                       corruptions=("fog",), severities=(1, 2), linf_eps=(2 / 255,),
                       l2_eps=(0.25,))
     (tmp_path / CONFIG_FILE).write_text(json.dumps({"config": cfg.to_json()}))
@@ -72,3 +72,19 @@ def test_scores_are_shares_of_units_and_the_worst_case_over_gradient_attacks(tmp
 def test_paired_run_needs_a_benchmark_directory(tmp_path):
     with pytest.raises(RobustqError, match="not a benchmark directory"):
         paired_run(tmp_path)
+
+
+def test_pgd_is_also_scored_on_autoattacks_images_beside_autoattack(tmp_path):
+    pgd, aa = np.array([1, 0, 1, 1], bool), np.array([0, 1], bool)
+    cfg = _run(tmp_path, {("fp", "adversarial", "pgd-linf-2/255"): pgd,
+                          ("fp", "adversarial", "autoattack-linf-2/255"): aa}, aa=2)
+    scores = per_image_scores(tmp_path, cfg, "fp")
+    # the two AutoAttack images are among the four PGD ones, at these positions
+    assert len(cfg.autoattack_positions()) == 2
+    within = np.searchsorted(cfg.attack_positions(), cfg.autoattack_positions())
+    np.testing.assert_array_equal(scores[on_autoattack_images("pgd-linf-2/255")], pgd[within])
+    np.testing.assert_array_equal(scores["autoattack-linf-2/255"], aa)
+    (tmp_path / "no_aa").mkdir()
+    cfg = _run(tmp_path / "no_aa", {("fp", "adversarial", "pgd-linf-2/255"): pgd}, aa=2)
+    assert on_autoattack_images("pgd-linf-2/255") not in per_image_scores(tmp_path / "no_aa",
+                                                                           cfg, "fp")

@@ -12,7 +12,9 @@ FP model. The scores, each in [0, 1] per image:
 - each FGSM/PGD label, and each AutoAttack label: 1 when the attacked image is classified
   correctly (robust accuracy, *not* conditioned on the clean-correct images as AR is);
 - ``worst FGSM/PGD``: correct under every FGSM/PGD unit (the per-image form of WCAR over the
-  gradient attacks, again unconditioned).
+  gradient attacks, again unconditioned);
+- ``pgd-linf-2/255 on AutoAttack's images``: PGD at each AutoAttack budget, on AutoAttack's
+  images only, to set beside AutoAttack's own score.
 
 The interval is ``certify.metrics.paired_difference`` (a t interval over images); it covers the
 expected per-image difference over images drawn like these, not the spread over training runs.
@@ -60,7 +62,28 @@ def per_image_scores(out: str | Path, cfg: BenchConfig, key: str) -> dict[str, n
         gradient = [scores.get(a.label) for a in cfg.attacks()]
         if gradient and all(g is not None for g in gradient):
             scores[WORST] = np.min(gradient, axis=0)
+        scores |= _pgd_on_autoattack_images(cfg, scores)
     return scores
+
+
+def on_autoattack_images(label: str) -> str:
+    """The name of FGSM/PGD unit ``label``'s score restricted to AutoAttack's images."""
+    return f"{label} on AutoAttack's images"
+
+
+def _pgd_on_autoattack_images(cfg: BenchConfig,
+                              scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """PGD at each AutoAttack budget on AutoAttack's images (a nested subset of PGD's), where
+    both units are stored: a gain under PGD that AutoAttack on the same images does not show
+    is a weaker attack, not robustness."""
+    within = np.searchsorted(cfg.attack_positions(), cfg.autoattack_positions())
+    out = {}
+    for e, label in zip(cfg.autoattack_eps, cfg.autoattack_labels(), strict=False):
+        pgd = next((a.label for a in cfg.attacks() if a.name == "pgd" and a.norm == "linf"
+                    and a.eps == e), None)
+        if label in scores and pgd in scores:
+            out[on_autoattack_images(pgd)] = scores[pgd][within]
+    return out
 
 
 def paired_against(scores: dict[str, dict[str, np.ndarray]], reference: str = "fp",
