@@ -39,6 +39,17 @@ def test_findings_can_fail_and_can_lack_data():
     assert check_findings({"models": []})[3]["holds"] is None
 
 
+def test_an_adversarial_floor_leaves_that_half_undecided_and_the_others_still_decide():
+    res = robustmq_like()
+    for r in res["models"]:
+        r["wcar"] = 0.0                # the largest budget breaks every image of every model
+    f1, f2 = check_findings(res)[:2]
+    assert f1["adversarial_at_a_floor"] and f1["holds"] is None and f2["holds"] is None
+    for r in res["models"][1:]:
+        r["mnr"] = 0.95                # quantized *more* robust to corruptions: half 2 fails
+    assert check_findings(res)[0]["holds"] is False
+
+
 def test_adversarial_metric_is_never_mixed_across_models():
     res = robustmq_like()
     for r in res["models"]:

@@ -3,7 +3,9 @@
 ``check_findings(result)`` takes ``summarize_run``'s output and returns one record per claim
 with ``holds`` (True / False / None when the run lacks the data), a one-line verdict and the
 numbers behind it. Adversarial robustness is WCAR where AutoAttack ran, else the gradient-only
-WCAR; natural robustness is mNR; systematic robustness is ACC_s.
+WCAR; natural robustness is mNR; systematic robustness is ACC_s. A half whose metric is the same
+for every model (WCAR 0 when the largest budget breaks every image) is undecided; a claim holds
+when every half holds and fails when any decided half fails.
 
 ``pool_results({"resnet20": result, "resnet56": ...})`` joins several runs (one per
 architecture) into one result whose models carry their ``group``: ``check_findings`` then
@@ -24,6 +26,20 @@ def _adv_metric(models: list[dict]) -> str:
     FGSM/PGD-only WCAR for all: one metric for every model, never a mix."""
     return "wcar" if models and all(r.get("wcar") is not None for r in models) else \
         "wcar_gradient"
+
+
+def _at_a_floor(models: list[dict], key) -> bool:
+    """Every model has the same value (e.g. WCAR 0 when the largest budget breaks every image):
+    a comparison on it cannot tell the models apart, so its half of a finding is undecided."""
+    values = {v for r in models if (v := key(r)) is not None and not np.isnan(v)}
+    return len(values) == 1 and len(models) > 1
+
+
+def _verdict(parts: list[bool | None]) -> bool | None:
+    """All parts hold -> True; any decided part fails -> False; else None (undecided)."""
+    if any(p is False for p in parts):
+        return False
+    return None if any(p is None for p in parts) else True
 
 
 def _metric(models: list[dict], key) -> dict[str, float]:
@@ -78,21 +94,21 @@ def check_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
 
     adv, nat = _vs_fp(models, _adv, higher=True), _vs_fp(models, lambda r: r.get("mnr"), False)
     sys_ = _vs_fp(models, lambda r: r.get("acc_s"), higher=False)
-    parts = [p for p in (adv, nat, sys_) if p is not None]
+    floor = _at_a_floor(models, _adv)
     f1 = {"claim": "1. quantized models are more robust to attacks than FP, less robust to natural "
                    "corruptions and systematic noise",
-          "adversarial_metric": metric, "adversarial": adv, "natural": nat, "systematic": sys_,
-          "holds": None if len(parts) < 3 else all(p["share_of_quantized_models"] > 0.5
-                                                   for p in parts)}
+          "adversarial_metric": metric, "adversarial_at_a_floor": floor, "adversarial": adv,
+          "natural": nat, "systematic": sys_,
+          "holds": _verdict([None if p is None or (p is adv and floor)
+                             else p["share_of_quantized_models"] > 0.5
+                             for p in (adv, nat, sys_)])}
     t_adv, t_nat = _trend(models, _adv), _trend(models, lambda r: r.get("mnr"))
     t_sys = _trend(models, lambda r: r.get("acc_s"))
-    trends = [t for t in (t_adv, t_nat, t_sys) if t is not None]
     f2 = {"claim": "2. more bits: less adversarial robustness, more natural and systematic "
                    "robustness (Spearman rho of bits vs metric, per method)",
           "adversarial": t_adv, "natural": t_nat, "systematic": t_sys,
-          "holds": None if len(trends) < 3 else (
-              np.mean(list(t_adv.values())) < 0 and np.mean(list(t_nat.values())) > 0
-              and np.mean(list(t_sys.values())) > 0)}
+          "holds": _verdict([None if t is None else sign * np.mean(list(t.values())) > 0
+                             for t, sign in ((t_adv, -1), (t_nat, 1), (t_sys, 1))])}
     ranks: dict[str, list[int]] = {}
     for r in models:
         for i, c in enumerate(r.get("corruption_ranking", [])):
