@@ -5,9 +5,9 @@
 # resumes from them; its corrupted-image cache is git-ignored and rebuilt).
 # METHODS (lsq_mse,dorefa,pact), BITS, IMAGES (1000: corruptions and pipelines), ATTACK (500: FGSM/PGD), AA (AutoAttack
 # images, 100) - the issue's minima -, AA_CHUNK (AutoAttack images per call and checkpoint, 20;
-# the v2 ResNet-20 grid ran before chunks existed: resume it with AA_CHUNK=200), THREADS (2), WORKERS (1: local worker processes sharing
-# the units; e.g. WORKERS=2 THREADS=1 on two cores), ZOO (checkpoint suffix, e.g. _v2), MODELS (the
-# models dir, as in scripts/qat_std.sh). Quantized models missing from the models dir get bench's own one-epoch QAT;
+# the v2 ResNet-20 grid ran before chunks existed: resume it with AA_CHUNK=200), THREADS (2),
+# WORKERS (1: local worker processes sharing the units; e.g. WORKERS=2 THREADS=1 on two cores),
+# ZOO (checkpoint suffix, e.g. _v2), MODELS (the models dir, as in scripts/qat_std.sh). Quantized models missing from the models dir get bench's own one-epoch QAT;
 # scripts/qat_std.sh puts the deploy-recipe models there first.
 set -euo pipefail
 cd "$(dirname "$0")/.."

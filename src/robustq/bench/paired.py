@@ -76,7 +76,7 @@ def _pgd_on_autoattack_images(cfg: BenchConfig,
     """PGD at each AutoAttack budget on AutoAttack's images (a nested subset of PGD's), where
     both units are stored: a gain under PGD that AutoAttack on the same images does not show
     is a weaker attack, not robustness."""
-    within = np.searchsorted(cfg.attack_positions(), cfg.autoattack_positions())
+    within = cfg.autoattack_within_attacks()
     out = {}
     for e, label in zip(cfg.autoattack_eps, cfg.autoattack_labels(), strict=False):
         pgd = next((a.label for a in cfg.attacks() if a.name == "pgd" and a.norm == "linf"

@@ -134,6 +134,11 @@ class BenchConfig:
         pos = self.attack_positions()
         return pos[spread_indices(len(pos), self.autoattack_images)]
 
+    def autoattack_within_attacks(self) -> np.ndarray:
+        """Where the AutoAttack images sit among the FGSM/PGD images (indices into a FGSM/PGD
+        cell), so the two can be compared image by image."""
+        return np.searchsorted(self.attack_positions(), self.autoattack_positions())
+
     def attacks(self) -> list[Attack]:
         out = [get_attack(name, "linf", e, seed=self.seed) for name in ("fgsm", "pgd")
                for e in self.linf_eps]

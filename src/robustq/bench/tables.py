@@ -46,7 +46,7 @@ def _model_record(out: Path, cfg: BenchConfig, key: str, method: str,
         rec["ar"] = {k: metrics.adversarial_robustness(clean[pos], v) for k, v in grad.items()}
         rec["wcar_gradient"] = metrics.wcar(clean[pos], grad) if grad else None
         aa_pos = cfg.autoattack_positions()
-        within = np.searchsorted(pos, aa_pos)       # AutoAttack images among the FGSM/PGD ones
+        within = cfg.autoattack_within_attacks()
         for label in cfg.autoattack_labels():          # none without AutoAttack images
             aa = load_cell(out, key, "adversarial", label)
             if aa is None:
