@@ -24,6 +24,7 @@ def test_provenance_records_what_a_run_needs():
     assert p["git_commit"] and p["time"]
     assert p["machine"]["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "VSX"}
     assert p["machine"]["cpu_model"]
+    assert isinstance(p["machine"]["cpu_native_bf16"], bool)
 
 
 # ------------------------------------------------------------------------------ reliability
@@ -116,3 +117,21 @@ def test_resolve_device_validates_names_and_availability():
     for bad in ("tpu", "gpu0", "cuda:99"):
         with pytest.raises(RobustqError, match="--device"):
             resolve_device(bad)
+
+
+def test_bf16_without_native_support_warns_and_fp32_never_does(monkeypatch):
+    import warnings
+
+    import torch
+
+    from robustq.utils import device as dev
+
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # any warning fails these two calls
+        dev.warn_if_emulated_bf16("fp32", cpu)
+        monkeypatch.setattr(dev, "native_bf16", lambda d: True)
+        dev.warn_if_emulated_bf16("bf16", cpu)
+    monkeypatch.setattr(dev, "native_bf16", lambda d: False)
+    with pytest.warns(UserWarning, match="no native bfloat16.*fp32"):
+        dev.warn_if_emulated_bf16("bf16", cpu)

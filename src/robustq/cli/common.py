@@ -53,7 +53,8 @@ ConsistencyEntropyOpt = Annotated[float, typer.Option(
     help="eta: weight of the entropy of the copies' mean prediction (with --consistency)")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="fp32 | bf16 (forward passes under bfloat16 autocast: about 2x a training step on "
-         "AVX-512 BF16 CPUs; weights, losses and quantization grids stay float32)")]
+         "AVX-512 BF16 CPUs, but emulated and about 10x slower on CPUs without native "
+         "bfloat16, which get a warning; weights, losses and quantization grids stay float32)")]
 QuantKernelsOpt = Annotated[str, typer.Option(
     help="eager | compiled (fake quantization fused by torch.compile in QAT: LSQ about 1.8x, "
          "PACT and DoReFa 1.5x a step here; forward bit for bit eager's; compiled once per "

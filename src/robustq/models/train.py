@@ -26,7 +26,7 @@ from robustq.models.base import ImageClassifier
 from robustq.models.checkpoint import ModelCard, load_tensors, save_checkpoint, save_tensors
 from robustq.models.evaluate import evaluate
 from robustq.utils.config import from_dict
-from robustq.utils.device import module_device
+from robustq.utils.device import module_device, warn_if_emulated_bf16
 from robustq.utils.errors import RobustqError
 from robustq.utils.io import atomic_write_text
 from robustq.utils.progress import silent
@@ -213,6 +213,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     run_provenance = provenance(cfg.seed, cfg.to_json())     # the code that starts the run
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device, memory_format=mf)
+    warn_if_emulated_bf16(cfg.precision, module_device(model))
     opt = _optimizer(model, cfg)
     history, start_epoch, elapsed = _restore(out, model, opt, cfg, resume)
     if cfg.max_images is not None and cfg.max_images < len(train_ds):
@@ -259,6 +260,7 @@ def fit(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
     model is left in train mode on its own device; returns the epoch records."""
     _check_inputs(model, train_ds, cfg, teacher)
     cfg = cfg.for_images(train_ds.image_shape[0])
+    warn_if_emulated_bf16(cfg.precision, module_device(model))
     opt, data, reporter = _optimizer(model, cfg), train_ds.tensors(), reporter or TrainReporter()
     return [_run_epoch(model, opt, cfg, data, e, generator or _epoch_generator(cfg.seed, e),
                        reporter, None, teacher) for e in range(cfg.epochs)]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from robustq.quant.inference import GridQuantizer, freeze_quantized
+from robustq.utils.device import module_device, warn_if_emulated_bf16
 
 PRECISIONS = ("fp32", "bf16")
 _GRID_FIELDS = ("scale", "lo", "hi", "zero")
@@ -99,6 +100,7 @@ class ReusableInference:
 
     def _template(self, candidate: nn.Module) -> tuple[nn.Module, Callable]:
         template = candidate.to(memory_format=torch.channels_last)
+        warn_if_emulated_bf16(self.precision, module_device(template))
         net = _Autocast(template) if self.precision == "bf16" else template
         return template, (_CompiledOrEager(net) if self.compile else net)
 

@@ -55,6 +55,8 @@ def provenance(seed: int | None = None, config: Any = None) -> dict[str, Any]:
     """A JSON-ready record of how a result was produced."""
     import torch
 
+    from robustq.utils.device import native_bf16
+
     return {
         "seed": seed,
         "config": config,
@@ -70,6 +72,8 @@ def provenance(seed: int | None = None, config: Any = None) -> dict[str, Any]:
             # the SIMD level torch's CPU kernels dispatch to (AVX512 or AVX2 here): timings
             # of the same command differ about 3x between the two, so a record must say which
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # without native bfloat16 (AVX-512 BF16, AMX) bf16 runs are emulated, ~10x slower
+            "cpu_native_bf16": native_bf16(torch.device("cpu")),
         },
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
