@@ -86,3 +86,12 @@ def test_pooled_share_counts_models_against_their_group_only():
     f1 = check_findings(pool_results({"a": a, "b": b}))[0]
     assert f1["natural"]["share_of_quantized_models"] == 0.5
     assert f1["holds"] is False
+
+
+def test_a_model_without_a_number_is_left_out_of_every_comparison_and_trend():
+    res = robustmq_like()
+    res["models"][2]["mnr"] = float("nan")       # e.g. a cell that failed to run
+    res["models"][3]["mnr"] = None
+    f1, f2 = check_findings(res)[:2]
+    assert f1["holds"] is True and f2["holds"] is True
+    assert f2["natural"] == {"pact": 1.0}     # lsq has two widths left (2, 8): too few for a trend

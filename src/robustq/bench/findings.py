@@ -28,10 +28,15 @@ def _adv_metric(models: list[dict]) -> str:
         "wcar_gradient"
 
 
+def _known(models: list[dict], key) -> list[tuple[dict, float]]:
+    """(model, value) for every model whose ``key`` is a number (not None, not NaN)."""
+    return [(r, v) for r in models if (v := key(r)) is not None and not np.isnan(v)]
+
+
 def _at_a_floor(models: list[dict], key) -> bool:
     """Every model has the same value (e.g. WCAR 0 when the largest budget breaks every image):
     a comparison on it cannot tell the models apart, so its half of a finding is undecided."""
-    values = {v for r in models if (v := key(r)) is not None and not np.isnan(v)}
+    values = {v for _, v in _known(models, key)}
     return len(values) == 1 and len(models) > 1
 
 
@@ -42,10 +47,6 @@ def _verdict(parts: list[bool | None]) -> bool | None:
     return None if any(p is None for p in parts) else True
 
 
-def _metric(models: list[dict], key) -> dict[str, float]:
-    return {r["model"]: v for r in models if (v := key(r)) is not None and not np.isnan(v)}
-
-
 def _group(r: dict) -> str:
     return r.get("group", "")
 
@@ -53,8 +54,7 @@ def _group(r: dict) -> str:
 def _vs_fp(models: list[dict], key, higher: bool) -> dict[str, Any] | None:
     """How the quantized models compare with the FP model of their group; ``fp`` is the FP
     models' mean over the groups (the FP value itself for one run)."""
-    vals = {(_group(r), r["model"]): v for r in models
-            if (v := key(r)) is not None and not np.isnan(v)}
+    vals = {(_group(r), r["model"]): v for r, v in _known(models, key)}
     fps = {g: v for (g, m), v in vals.items() if m == "fp"}
     q = [(g, v) for (g, m), v in vals.items() if m != "fp" and g in fps]
     if not q:
@@ -70,8 +70,8 @@ def _trend(models: list[dict], key) -> dict[str, float] | None:
     pooled; quantized models only)."""
     out = {}
     for g, method in sorted({(_group(r), r["method"]) for r in models if r["method"] != "fp"}):
-        pts = [(r["bits"], key(r)) for r in models if r["method"] == method and _group(r) == g
-               and key(r) is not None]
+        pts = [(r["bits"], v) for r, v in _known(models, key)
+               if r["method"] == method and _group(r) == g]
         if len(pts) >= 3 and len({b for b, _ in pts}) >= 3 and len({v for _, v in pts}) >= 2:
             rho = spearmanr(*zip(*pts, strict=True)).statistic
             out[f"{g}/{method}" if g else method] = float(rho)
