@@ -18,6 +18,7 @@ from robustq.data import load_dataset
 from robustq.models import load_checkpoint
 from robustq.models.evaluate import evaluate
 from robustq.utils import atomic_write_json
+from robustq.utils.io import atomic_write
 
 
 def main() -> None:
@@ -34,7 +35,9 @@ def main() -> None:
         ds = load_dataset(data, "test")
         extra[data] = evaluate(model, ds, meta["sigma"], seed=0)
     args.dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, args.dest)
+    # the model first, then its card: a killed publication leaves no card, which is how
+    # scripts/std_pipeline.sh tells a published model, and never a half-copied file
+    atomic_write(args.dest, lambda tmp: shutil.copyfile(src, tmp))
     card = {
         "file": args.dest.name,
         "sha256": hashlib.sha256(args.dest.read_bytes()).hexdigest(),
