@@ -59,6 +59,23 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, tiny_rgb_dataset, opti
         assert torch.equal(a, b)
 
 
+def test_a_diverging_run_stops_before_writing_a_non_finite_epoch(tmp_path, tiny_rgb_dataset):
+    card, cfg = _card(tiny_rgb_dataset), TrainConfig(**CFG)
+    with pytest.raises(KeyboardInterrupt):         # one good epoch is written first
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
+              reporter=Kill(at=1))
+    blow_up = lambda m: next(m.parameters()).sum() * float("inf")      # noqa: E731
+    with pytest.raises(RobustqError, match="diverged in epoch 2 .*non-finite"):
+        train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path,
+              resume=True, extra_loss=blow_up)
+    assert not (tmp_path / "model.safetensors").exists()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1]
+    model = card.build()                           # the kept state is epoch 1's, all finite
+    train(model, card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path, resume=True)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_existing_run_needs_resume_and_same_config(tmp_path, tiny_rgb_dataset):
     card, cfg = _card(tiny_rgb_dataset), TrainConfig(**{**CFG, "epochs": 1})
     train(card.build(), card, tiny_rgb_dataset, tiny_rgb_dataset, cfg, tmp_path)

@@ -230,6 +230,7 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
             ev = evaluate(model, eval_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
             record.update(test_clean_accuracy=ev["clean_accuracy"],
                           test_noisy_accuracy=ev.get("noisy_accuracy"), eval_images=ev["n"])
+        refuse_divergence(model, record)
         history.append(record)
         _save_state(out / STATE_FILE, model, opt, {"config": cfg.to_json(), "card": card.to_json(),
                                                    "epoch": epoch + 1, "history": history,
@@ -247,6 +248,21 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     model.to(memory_format=torch.contiguous_format)
     save(out / FINAL_FILE, model, card, meta)
     return meta
+
+
+def refuse_divergence(model: nn.Module, record: dict[str, Any]) -> None:
+    """Raise when the epoch of ``record`` left a non-finite loss, weight or buffer (BatchNorm's
+    running variance overflows first, when activations blow up): the run diverged. Called
+    before the epoch's state is written, so the last written state is the last finite one and
+    no non-finite model is ever saved; RobustMQ marks such a model NC (did not converge)."""
+    bad = [n for n, t in (*model.named_parameters(), *model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad or not math.isfinite(record["train_loss"]):
+        what = (f"{len(bad)} tensor(s), first {bad[0]}" if bad
+                else f"train loss {record['train_loss']}")
+        raise RobustqError(f"training diverged in epoch {record['epoch']} (non-finite {what}); "
+                           "nothing of that epoch was written: a lower learning rate or "
+                           "another method may converge")
 
 
 def fit(model: nn.Module, train_ds: ImageDataset, cfg: TrainConfig,
