@@ -224,12 +224,10 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
         t0 = time.perf_counter()
         record = _run_epoch(model, opt, cfg, data, epoch, _epoch_generator(cfg.seed, epoch),
                             reporter, extra_loss, teacher)
-        elapsed += time.perf_counter() - t0
-        record["epoch_s"] = round(time.perf_counter() - t0, 2)
-        if len(eval_ds):
-            ev = evaluate(model, eval_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
-            record.update(test_clean_accuracy=ev["clean_accuracy"],
-                          test_noisy_accuracy=ev.get("noisy_accuracy"), eval_images=ev["n"])
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        record["epoch_s"] = round(seconds, 2)
+        _add_held_out_accuracy(record, model, eval_ds, cfg)
         refuse_divergence(model, record)
         history.append(record)
         _save_state(out / STATE_FILE, model, opt, {"config": cfg.to_json(), "card": card.to_json(),
@@ -248,6 +246,16 @@ def train(model: ImageClassifier, card: ModelCard, train_ds: ImageDataset,
     model.to(memory_format=torch.contiguous_format)
     save(out / FINAL_FILE, model, card, meta)
     return meta
+
+
+def _add_held_out_accuracy(record: dict[str, Any], model: nn.Module, eval_ds: ImageDataset,
+                           cfg: TrainConfig) -> None:
+    """The epoch's accuracy on the held-out evaluation images (clean, and under sigma noise),
+    added to its ``record``; nothing when there are none."""
+    if len(eval_ds):
+        ev = evaluate(model, eval_ds, cfg.sigma, seed=cfg.seed, channels_last=cfg.channels_last)
+        record.update(test_clean_accuracy=ev["clean_accuracy"],
+                      test_noisy_accuracy=ev.get("noisy_accuracy"), eval_images=ev["n"])
 
 
 def refuse_divergence(model: nn.Module, record: dict[str, Any]) -> None:
